@@ -1,0 +1,111 @@
+"""CPU accounting from ``/proc`` (Linux) for the server and the load generator.
+
+Take a :func:`sample` when a measured window opens and another when it closes;
+:func:`usage` turns the pair into percentages of one core (200 % = two cores
+fully busy).
+
+The server's CPU is that of a whole process tree: the root pid and all its
+live descendants (e.g. ``synckairos dev`` with its redis-server and workers),
+each counted as utime + stime + cutime + cstime, so the time of children that
+exited and were reaped inside the tree is still counted. Without ``/proc`` or
+without a server pid the server figure is ``None``.
+
+The load generator's CPU is :func:`time.process_time` of this process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+__all__ = [
+    "CLIENT_BOUND_PERCENT",
+    "CpuSample",
+    "CpuUsage",
+    "sample",
+    "tree_cpu_seconds",
+    "usage",
+]
+
+#: Load-generator CPU (percent of one core) above which its own speed may limit results.
+CLIENT_BOUND_PERCENT = 85.0
+
+_PROC = "/proc"
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """Return (ppid, CPU ticks incl. reaped children) of ``pid``, or None if gone."""
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after "(comm)", which may itself contain spaces and parentheses:
+    # state ppid ... utime(14) stime(15) cutime(16) cstime(17), numbered from 1.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]), sum(int(tick) for tick in fields[11:15])
+
+
+def tree_cpu_seconds(root_pid: int) -> float | None:
+    """Return the CPU seconds used so far by ``root_pid`` and its live descendants.
+
+    Returns ``None`` if the root process does not exist or ``/proc`` is unavailable.
+    """
+    root = _read_stat(root_pid)
+    if root is None:
+        return None
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {root_pid: root[1]}
+    for entry in os.listdir(_PROC):
+        if entry.isdigit() and (stat := _read_stat(int(entry))) is not None:
+            children.setdefault(stat[0], []).append(int(entry))
+            ticks[int(entry)] = stat[1]
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += ticks.get(pid, 0)
+        pending.extend(children.get(pid, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """Clocks read at one instant."""
+
+    wall_ns: int
+    """:func:`time.perf_counter_ns` at the sample."""
+    own_cpu_s: float
+    """:func:`time.process_time` of this process."""
+    server_cpu_s: float | None
+    """:func:`tree_cpu_seconds` of the server, or None if unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUsage:
+    """CPU use over the window between two samples, in percent of one core."""
+
+    wall_s: float
+    client_percent: float
+    server_percent: float | None
+
+    @property
+    def client_bound(self) -> bool:
+        """True when the load generator was busy enough to be the bottleneck."""
+        return self.client_percent > CLIENT_BOUND_PERCENT
+
+
+def sample(server_pid: int | None) -> CpuSample:
+    """Read the wall clock, this process's CPU time and the server tree's CPU time."""
+    server = None if server_pid is None else tree_cpu_seconds(server_pid)
+    return CpuSample(time.perf_counter_ns(), time.process_time(), server)
+
+
+def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
+    """Return CPU use between two samples (``end`` taken after ``start``)."""
+    wall_s = (end.wall_ns - start.wall_ns) / 1e9
+    server = None
+    if start.server_cpu_s is not None and end.server_cpu_s is not None and wall_s > 0:
+        server = round((end.server_cpu_s - start.server_cpu_s) / wall_s * 100, 1)
+    client = round((end.own_cpu_s - start.own_cpu_s) / wall_s * 100, 1) if wall_s > 0 else 0.0
+    return CpuUsage(wall_s, client, server)

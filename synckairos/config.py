@@ -1,0 +1,83 @@
+"""Settings, read once from ``SYNCKAIROS_*`` environment variables.
+
+Every setting, its variable and its default is declared here and listed in the
+README. A malformed value raises ``ConfigError`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """Raised by ``load_settings`` when a variable has a malformed value."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """Typed, immutable configuration of one process."""
+
+    #: ``SYNCKAIROS_REDIS_URL``: Redis of the state store; None lets ``synckairos dev``
+    #: start a private one (``serve`` then uses redis://127.0.0.1:6379/0).
+    redis_url: str | None = None
+    #: ``SYNCKAIROS_HOST``: interface the HTTP server binds.
+    host: str = "127.0.0.1"
+    #: ``SYNCKAIROS_PORT``: TCP port of the HTTP server.
+    port: int = 8080
+    #: ``SYNCKAIROS_LOG_LEVEL``: debug, info, warning or error.
+    log_level: str = "info"
+    #: ``SYNCKAIROS_KEY_PREFIX``: prefix of every Redis key and channel.
+    key_prefix: str = "sk"
+    #: ``SYNCKAIROS_HISTORY_MAXLEN``: changes kept per session for RECONNECT replay.
+    history_maxlen: int = 200
+    #: ``SYNCKAIROS_OUTBOX_MAXLEN``: audit events kept in Redis awaiting PostgreSQL;
+    #: beyond it the oldest are trimmed and counted (metric ``outbox_dropped``).
+    outbox_maxlen: int = 1_000_000
+    #: ``SYNCKAIROS_FINISHED_TTL_S``: seconds a finished session stays in Redis.
+    finished_ttl_s: int = 86_400
+    #: ``SYNCKAIROS_MAX_BODY_BYTES``: largest request body accepted (413 above).
+    max_body_bytes: int = 1_048_576
+    #: ``SYNCKAIROS_COMMIT_RETRIES``: compare-and-set attempts for a command without
+    #: preconditions before it answers 503 (never a lost update).
+    commit_retries: int = 200
+    #: ``SYNCKAIROS_DRIFT_TOLERANCE_MS``: advertised by ``GET /time``.
+    drift_tolerance_ms: int = 50
+
+
+def _cast(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"SYNCKAIROS_{name.upper()} must be an integer, got {raw!r}"
+            ) from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from ``environ`` (default: ``os.environ``).
+
+    Raises:
+        ConfigError: a variable is malformed or out of range.
+    """
+    env = os.environ if environ is None else environ
+    defaults = Settings()
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Settings):
+        raw = env.get(f"SYNCKAIROS_{field.name.upper()}")
+        if raw is not None and raw != "":
+            values[field.name] = _cast(field.name, raw, getattr(defaults, field.name))
+    settings = msgspec.structs.replace(defaults, **values)
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"SYNCKAIROS_LOG_LEVEL must be a log level, got {settings.log_level!r}")
+    for name in ("port", "history_maxlen", "outbox_maxlen", "max_body_bytes", "commit_retries"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")
+    return settings

@@ -1,0 +1,115 @@
+"""Exceptions of SyncKairos: one root, one tree, one HTTP mapping.
+
+::
+
+    SyncKairosError                     500 INTERNAL_ERROR
+    ├── ValidationFailed                400 VALIDATION_ERROR
+    ├── InvalidTransition               400 INVALID_STATE_TRANSITION
+    │   └── TimeoutNotDue               400 INVALID_STATE_TRANSITION
+    ├── SessionNotFound                 404 SESSION_NOT_FOUND
+    ├── Conflict                        409 CONFLICT
+    ├── SessionExists                   409 SESSION_EXISTS
+    ├── PayloadTooLarge                 413 PAYLOAD_TOO_LARGE
+    └── StoreUnavailable                503 UNAVAILABLE
+
+Each class carries ``status_hint`` (the HTTP status the API answers with) and
+``code`` (the wire error code of PROTOCOL.md). The HTTP layer maps every
+``SyncKairosError`` in one place; anything else is a bug and answers 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "InvalidTransition",
+    "PayloadTooLarge",
+    "SessionExists",
+    "SessionNotFound",
+    "StoreUnavailable",
+    "SyncKairosError",
+    "TimeoutNotDue",
+    "ValidationFailed",
+]
+
+
+class SyncKairosError(Exception):
+    """Root of every error SyncKairos raises on purpose."""
+
+    status_hint: int = 500
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        """Human-readable explanation, sent to the client."""
+        self.details = details
+        """Machine-readable details (JSON-encodable), or None."""
+
+
+class ValidationFailed(SyncKairosError):
+    """Raised by the API and the core when input is malformed or out of range.
+
+    ``details`` is a list of ``{"field", "message"}`` dicts.
+    """
+
+    status_hint = 400
+    code = "VALIDATION_ERROR"
+
+
+class InvalidTransition(SyncKairosError):
+    """Raised by the core when a command is not allowed in the session's status.
+
+    The session is left unchanged.
+    """
+
+    status_hint = 400
+    code = "INVALID_STATE_TRANSITION"
+
+
+class TimeoutNotDue(InvalidTransition):
+    """Raised by the core when a timeout is applied before the timer's deadline."""
+
+
+class SessionNotFound(SyncKairosError):
+    """Raised by the store when a session id is unknown."""
+
+    status_hint = 404
+    code = "SESSION_NOT_FOUND"
+
+
+class Conflict(SyncKairosError):
+    """Raised when a client precondition (version, active participant) fails.
+
+    ``details`` holds ``expected_version`` and ``actual_version`` (and, for the
+    active-participant precondition, ``expected_participant_id`` and
+    ``actual_participant_id``).
+    """
+
+    status_hint = 409
+    code = "CONFLICT"
+
+
+class SessionExists(SyncKairosError):
+    """Raised by the store when a create names a session id that exists."""
+
+    status_hint = 409
+    code = "SESSION_EXISTS"
+
+
+class PayloadTooLarge(SyncKairosError):
+    """Raised by the API when a request body exceeds the configured limit."""
+
+    status_hint = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class StoreUnavailable(SyncKairosError):
+    """Raised by the store adapter when Redis cannot be reached or errs.
+
+    Translated from the driver's exceptions at the adapter boundary.
+    """
+
+    status_hint = 503
+    code = "UNAVAILABLE"

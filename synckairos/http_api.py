@@ -1,0 +1,241 @@
+"""HTTP endpoints of PROTOCOL.md (everything but the WebSocket).
+
+Each endpoint is wrapped by ``endpoint(route)``, the one place that maps
+``SyncKairosError`` to its status and ``{"error"}`` envelope, turns anything
+else into a logged 500, and records the request latency by route.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from synckairos import __version__, metrics
+from synckairos.core import Cancel, Command, Complete, CreateSession, Pause, Resume, Start, Switch
+from synckairos.exceptions import PayloadTooLarge, SyncKairosError, ValidationFailed
+from synckairos.node import CommandResult, Node, Preconditions
+from synckairos.wire import (
+    CommandRequest,
+    HealthResponse,
+    ReadyResponse,
+    SwitchRequest,
+    TimeResponse,
+    data_envelope,
+    decode_body,
+    encode,
+    error_envelope,
+    is_uuid,
+)
+
+__all__ = ["routes"]
+
+logger = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_JSON = "application/json"
+_IF_MATCH_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+
+
+def _json(body: bytes, status: int = 200, version: int | None = None) -> Response:
+    headers = {"ETag": f'"{version}"'} if version is not None else None
+    return Response(body, status_code=status, media_type=_JSON, headers=headers)
+
+
+def _error(exc: SyncKairosError) -> Response:
+    return Response(error_envelope(exc), status_code=exc.status_hint, media_type=_JSON)
+
+
+def endpoint(route: str) -> Callable[[Endpoint], Endpoint]:
+    """Wrap an endpoint with error mapping and latency measurement."""
+
+    def decorate(handler: Endpoint) -> Endpoint:
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except SyncKairosError as exc:
+                response = _error(exc)
+            except Exception:
+                logger.exception("unhandled error on %s %s", request.method, route)
+                response = _error(SyncKairosError("internal server error"))
+            metrics.REQUEST_LATENCY.labels(route, request.method, response.status_code).observe(
+                time.perf_counter() - started
+            )
+            return response
+
+        return wrapped
+
+    return decorate
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def _session_id(request: Request) -> str:
+    session_id: str = request.path_params["session_id"]
+    if not is_uuid(session_id):
+        raise ValidationFailed(
+            "session id must be a UUID", [{"field": "session_id", "message": "must be a UUID"}]
+        )
+    return session_id
+
+
+async def _body(request: Request) -> bytes:
+    """Read the body, refusing more than the configured limit (413)."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes", {"limit": limit})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _preconditions(
+    request: Request, expected_version: int | None, current_participant_id: str | None
+) -> Preconditions:
+    header = request.headers.get("if-match")
+    if header is not None:
+        match = _IF_MATCH_RE.match(header)
+        if match is None:
+            raise ValidationFailed(
+                "If-Match must be a session version",
+                [{"field": "If-Match", "message": "must be an integer version"}],
+            )
+        from_header = int(match.group(1))
+        if expected_version is not None and expected_version != from_header:
+            raise ValidationFailed(
+                "If-Match and expected_version disagree",
+                [{"field": "expected_version", "message": "differs from If-Match"}],
+            )
+        expected_version = from_header
+    return Preconditions(expected_version, current_participant_id)
+
+
+def _result(result: CommandResult, status: int = 200) -> Response:
+    return _json(data_envelope(result.state_json), status, result.transition.state.version)
+
+
+@endpoint("/v1/sessions")
+async def create_session(request: Request) -> Response:
+    spec = decode_body(await _body(request), CreateSession)
+    return _result(await _node(request).create(spec), 201)
+
+
+@endpoint("/v1/sessions/{id}")
+async def get_session(request: Request) -> Response:
+    session_id = _session_id(request)
+    return _json(data_envelope(await _node(request).get(session_id)))
+
+
+@endpoint("/v1/sessions/{id}")
+async def delete_session(request: Request) -> Response:
+    session_id = _session_id(request)
+    pre = _preconditions(request, None, None)
+    await _node(request).delete(session_id, pre.expected_version)
+    return Response(status_code=204)
+
+
+@endpoint("/v1/sessions/{id}/switch")
+async def switch_session(request: Request) -> Response:
+    session_id = _session_id(request)
+    body = decode_body(await _body(request), SwitchRequest, optional=True)
+    pre = _preconditions(request, body.expected_version, body.current_participant_id)
+    result = await _node(request).execute(session_id, Switch(body.next_participant_id), pre)
+    expired = result.transition.event.expired_participant_id
+    if expired is None:
+        return _result(result)
+    payload = b'{"expired_participant_id":"%s",%s' % (expired.encode(), result.state_json[1:])
+    return _json(data_envelope(payload), 200, result.transition.state.version)
+
+
+def _command_endpoint(name: str, command: Command) -> Endpoint:
+    @endpoint(f"/v1/sessions/{{id}}/{name}")
+    async def handle(request: Request) -> Response:
+        session_id = _session_id(request)
+        body = decode_body(await _body(request), CommandRequest, optional=True)
+        pre = _preconditions(request, body.expected_version, body.current_participant_id)
+        return _result(await _node(request).execute(session_id, command, pre))
+
+    handle.__name__ = f"{name}_session"
+    return handle
+
+
+@endpoint("/v1/time")
+async def get_time(request: Request) -> Response:
+    node = _node(request)
+    tolerance: int = request.app.state.settings.drift_tolerance_ms
+    return _json(encode(TimeResponse(node.clock(), __version__, tolerance)))
+
+
+@endpoint("/health")
+async def health(request: Request) -> Response:
+    return _json(encode(HealthResponse("ok")))
+
+
+@endpoint("/ready")
+async def ready(request: Request) -> Response:
+    redis_up = await _node(request).store.ping()
+    body = ReadyResponse(
+        status="ready" if redis_up else "not_ready",
+        redis="up" if redis_up else "down",
+        audit="not_configured",
+    )
+    return _json(encode(body), 200 if redis_up else 503)
+
+
+@endpoint("/metrics")
+async def metrics_endpoint(request: Request) -> Response:
+    try:
+        stats = await _node(request).store.stats()
+    except SyncKairosError:
+        logger.warning("metrics: state store unreachable, Redis figures not refreshed")
+    else:
+        metrics.ACTIVE_SESSIONS.set(stats.active_sessions)
+        metrics.DEADLINES.set(stats.deadlines)
+        metrics.OUTBOX_LENGTH.set(stats.outbox_length)
+        metrics.OUTBOX_DROPPED.set(stats.outbox_dropped)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@endpoint("/openapi.json")
+async def openapi(request: Request) -> Response:
+    document: bytes = request.app.state.openapi
+    return _json(document)
+
+
+def routes() -> list[BaseRoute]:
+    """Return the HTTP routes of a node."""
+    session = "/v1/sessions/{session_id}"
+    return [
+        Route("/v1/sessions", create_session, methods=["POST"]),
+        Route(session, get_session, methods=["GET"]),
+        Route(session, delete_session, methods=["DELETE"]),
+        Route(f"{session}/switch", switch_session, methods=["POST"]),
+        Route(f"{session}/start", _command_endpoint("start", Start()), methods=["POST"]),
+        Route(f"{session}/pause", _command_endpoint("pause", Pause()), methods=["POST"]),
+        Route(f"{session}/resume", _command_endpoint("resume", Resume()), methods=["POST"]),
+        Route(f"{session}/complete", _command_endpoint("complete", Complete()), methods=["POST"]),
+        Route(f"{session}/cancel", _command_endpoint("cancel", Cancel()), methods=["POST"]),
+        Route("/v1/time", get_time, methods=["GET"]),
+        Route("/time", get_time, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]

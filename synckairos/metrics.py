@@ -1,0 +1,43 @@
+"""Prometheus metrics of a node (exposed at ``GET /metrics``).
+
+Counters and histograms are updated on the hot path (a few microseconds each);
+figures that live in Redis (active sessions, outbox) are read on scrape.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "ACTIVE_SESSIONS",
+    "COMMITS",
+    "CONFLICTS",
+    "DEADLINES",
+    "OUTBOX_DROPPED",
+    "OUTBOX_LENGTH",
+    "REQUEST_LATENCY",
+]
+
+REQUEST_LATENCY = Histogram(
+    "synckairos_http_request_duration_seconds",
+    "HTTP request latency by route, method and status.",
+    ["route", "method", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+COMMITS = Counter(
+    "synckairos_commits_total", "Changes committed to the state store, by event type.", ["event"]
+)
+CONFLICTS = Counter(
+    "synckairos_conflicts_total",
+    "Version races: 'retry' (retried internally) or 'precondition' (answered 409).",
+    ["kind"],
+)
+ACTIVE_SESSIONS = Gauge("synckairos_active_sessions", "Sessions not yet finished (from Redis).")
+DEADLINES = Gauge("synckairos_running_timers", "Sessions with a running timer (from Redis).")
+OUTBOX_LENGTH = Gauge(
+    "synckairos_outbox_length", "Audit events in the Redis outbox awaiting PostgreSQL."
+)
+OUTBOX_DROPPED = Gauge(
+    "synckairos_outbox_dropped",
+    "Audit events trimmed from the bounded outbox before being persisted (should stay 0).",
+)

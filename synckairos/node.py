@@ -1,0 +1,214 @@
+"""``Node``: the one place that reads the clock, runs the core and commits.
+
+Every command goes load → ``core.apply(state, command, now)`` → ``store.commit``
+(compare-and-set on the version). A command without preconditions is retried on
+a version race (bounded by ``commit_retries``), so it is applied atomically to
+the current state: it never loses a concurrent update and never fails merely
+because another writer was faster. A command with ``expected_version`` or
+``current_participant_id`` answers ``Conflict`` instead when the state moved.
+
+A session whose deadline has passed is first brought up to date: the timeout
+(computed as of the deadline) is committed as its own version, then the
+command is applied to the result. The server owns time: a switch that arrives
+after the deadline does not undo a timeout that already happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+from msgspec.structs import replace
+
+from synckairos import metrics
+from synckairos.core import (
+    TERMINAL_STATUSES,
+    Command,
+    CreateSession,
+    SessionState,
+    Timeout,
+    Transition,
+    apply,
+    create_session,
+    is_overdue,
+)
+from synckairos.exceptions import Conflict, SessionNotFound, StoreUnavailable
+from synckairos.store import Change, Store
+
+__all__ = ["Clock", "CommandResult", "Node", "Preconditions", "wall_clock_ms"]
+
+Clock = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    """Server time in epoch milliseconds (the clock every node shares)."""
+    return time.time_ns() // 1_000_000
+
+
+#: Bound on consecutive overdue timeouts applied before one command.
+MAX_CATCH_UP = 100_000
+
+
+class Preconditions(msgspec.Struct, frozen=True):
+    """Optional client preconditions of a command (409 ``CONFLICT`` when false)."""
+
+    expected_version: int | None = None
+    current_participant_id: str | None = None
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    """A committed change: the transition, its encoded state and history epoch."""
+
+    transition: Transition
+    state_json: bytes
+    epoch: str
+
+
+_encoder = msgspec.json.Encoder()
+_state_decoder = msgspec.json.Decoder(SessionState)
+
+
+def _change_json(transition: Transition, state_json: bytes, now: int) -> bytes:
+    return b'{"version":%d,"event":%s,"state":%s,"ts":%d}' % (
+        transition.state.version,
+        _encoder.encode(transition.event),
+        state_json,
+        now,
+    )
+
+
+class Node:
+    """Applies commands to sessions held in a ``Store``."""
+
+    def __init__(self, store: Store, *, clock: Clock = wall_clock_ms, commit_retries: int = 200):
+        self.store = store
+        self.clock = clock
+        """Returns the current server time in epoch ms. The only clock read."""
+        self.commit_retries = commit_retries
+
+    async def load(self, session_id: str) -> tuple[SessionState, str]:
+        """Return the session's state and history epoch.
+
+        Raises:
+            SessionNotFound: no such session.
+        """
+        stored = await self.store.load(session_id)
+        if stored is None:
+            raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
+        return _state_decoder.decode(stored.state_json), stored.epoch
+
+    async def get(self, session_id: str) -> bytes:
+        """Return the session's state JSON with ``server_time_ms`` set to now."""
+        state, _ = await self.load(session_id)
+        return _encoder.encode(replace(state, server_time_ms=self.clock()))
+
+    async def create(self, spec: CreateSession) -> CommandResult:
+        """Create a session (version 1).
+
+        Raises:
+            ValidationFailed: the definition breaks a rule of the core.
+            SessionExists: the id is taken; the existing session is untouched.
+        """
+        now = self.clock()
+        transition = create_session(spec, now)
+        result = await self._commit(0, transition, now)
+        assert result is not None, "create-if-absent never reports a version race"
+        return result
+
+    async def execute(
+        self, session_id: str, command: Command, preconditions: Preconditions | None = None
+    ) -> CommandResult:
+        """Apply ``command`` to the session's current state and commit it.
+
+        Raises:
+            SessionNotFound: no such session.
+            InvalidTransition: the command is not allowed now.
+            ValidationFailed: the command names an unknown participant.
+            Conflict: a precondition failed; nothing changed.
+            StoreUnavailable: Redis is unreachable, or the retries ran out.
+        """
+        pre = preconditions or Preconditions()
+        state, _ = await self.load(session_id)
+        races = 0
+        catch_ups = 0
+        while True:
+            now = self.clock()
+            if not isinstance(command, Timeout) and is_overdue(state, now):
+                catch_ups += 1
+                if catch_ups > MAX_CATCH_UP:
+                    raise StoreUnavailable("too many overdue timeouts to apply")
+                timeout = apply(state, Timeout(), now)
+                if await self._commit(state.version, timeout, now) is not None:
+                    state = timeout.state
+                    continue
+            else:
+                _check(pre, state)
+                transition = apply(state, command, now)
+                result = await self._commit(state.version, transition, now)
+                if result is not None:
+                    return result
+            races += 1
+            metrics.CONFLICTS.labels("retry").inc()
+            if races >= self.commit_retries:
+                raise StoreUnavailable(
+                    "the session changed too often to apply the command; retry",
+                    {"attempts": races},
+                )
+            state, _ = await self.load(session_id)
+
+    async def delete(self, session_id: str, expected_version: int | None = None) -> None:
+        """Delete the session and announce it to its subscribers.
+
+        Raises:
+            SessionNotFound: no such session.
+            Conflict: ``expected_version`` is given and differs; nothing deleted.
+        """
+        deletion = b'{"deleted":true,"ts":%d}' % self.clock()
+        if not await self.store.delete(session_id, deletion, expected_version):
+            raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
+
+    async def _commit(
+        self, expected_version: int, transition: Transition, now: int
+    ) -> CommandResult | None:
+        """Commit ``transition``; None when the stored version moved on."""
+        state = transition.state
+        state_json = _encoder.encode(state)
+        result = await self.store.commit(
+            Change(
+                session_id=state.session_id,
+                expected_version=expected_version,
+                state_json=state_json,
+                change_json=_change_json(transition, state_json, now),
+                event_type=transition.event.type,
+                deadline_ms=state.deadline_ms,
+                finished=state.status in TERMINAL_STATUSES,
+            )
+        )
+        if not result.committed:
+            return None
+        metrics.COMMITS.labels(transition.event.type).inc()
+        return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
+
+
+def _check(pre: Preconditions, state: SessionState) -> None:
+    if pre.expected_version is not None and pre.expected_version != state.version:
+        metrics.CONFLICTS.labels("precondition").inc()
+        raise Conflict(
+            "the session is not at the expected version",
+            {"expected_version": pre.expected_version, "actual_version": state.version},
+        )
+    if (
+        pre.current_participant_id is not None
+        and pre.current_participant_id != state.active_participant_id
+    ):
+        metrics.CONFLICTS.labels("precondition").inc()
+        raise Conflict(
+            "the active participant is not the expected one",
+            {
+                "expected_version": pre.expected_version,
+                "actual_version": state.version,
+                "expected_participant_id": pre.current_participant_id,
+                "actual_participant_id": state.active_participant_id,
+            },
+        )

@@ -1,0 +1,178 @@
+"""The OpenAPI 3.1 document, generated from the same msgspec schemas the API decodes.
+
+Request and response bodies come from ``msgspec.json.schema_components``, so
+the document cannot drift from what the server accepts and sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from synckairos import __version__
+from synckairos.core.commands import CreateSession
+from synckairos.core.model import SessionState
+from synckairos.wire import (
+    CommandRequest,
+    ErrorEnvelope,
+    HealthResponse,
+    ReadyResponse,
+    SwitchRequest,
+    TimeResponse,
+)
+
+__all__ = ["build_openapi"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _data(name: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": _ref(name)}}
+
+
+def _response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if schema is not None:
+        out["content"] = _json_content(schema)
+    return out
+
+
+_ERRORS = {
+    "400": _response("VALIDATION_ERROR or INVALID_STATE_TRANSITION", _ref("ErrorEnvelope")),
+    "404": _response("SESSION_NOT_FOUND", _ref("ErrorEnvelope")),
+    "409": _response("CONFLICT (precondition failed)", _ref("ErrorEnvelope")),
+    "413": _response("PAYLOAD_TOO_LARGE", _ref("ErrorEnvelope")),
+    "503": _response("UNAVAILABLE (state store unreachable)", _ref("ErrorEnvelope")),
+}
+
+_SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "Session version the command expects (same as expected_version).",
+    "schema": {"type": "string"},
+}
+
+
+def _command(summary: str, body: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [_SESSION_ID, _IF_MATCH],
+            "requestBody": {"required": False, "content": _json_content(_ref(body))},
+            "responses": {"200": _response("The new state", _data("SessionState")), **_ERRORS},
+        }
+    }
+
+
+def build_openapi() -> bytes:
+    """Return the OpenAPI document as JSON bytes."""
+    (_, components) = msgspec.json.schema_components(
+        [
+            CreateSession,
+            SessionState,
+            SwitchRequest,
+            CommandRequest,
+            ErrorEnvelope,
+            TimeResponse,
+            HealthResponse,
+            ReadyResponse,
+        ],
+        ref_template=_REF,
+    )
+    time_get = {
+        "get": {
+            "summary": "Server time for clock synchronization",
+            "responses": {"200": _response("Server clock", _ref("TimeResponse"))},
+        }
+    }
+    session = "/v1/sessions/{session_id}"
+    paths: dict[str, Any] = {
+        "/v1/sessions": {
+            "post": {
+                "summary": "Create a session (never overwrites: 409 SESSION_EXISTS)",
+                "requestBody": {"required": True, "content": _json_content(_ref("CreateSession"))},
+                "responses": {
+                    "201": _response("Created", _data("SessionState")),
+                    "409": _response("SESSION_EXISTS", _ref("ErrorEnvelope")),
+                    **{k: v for k, v in _ERRORS.items() if k != "409"},
+                },
+            }
+        },
+        session: {
+            "get": {
+                "summary": "Current state",
+                "parameters": [_SESSION_ID],
+                "responses": {"200": _response("The state", _data("SessionState")), **_ERRORS},
+            },
+            "delete": {
+                "summary": "Delete a session and notify its subscribers",
+                "parameters": [_SESSION_ID, _IF_MATCH],
+                "responses": {"204": _response("Deleted"), **_ERRORS},
+            },
+        },
+        f"{session}/start": _command("Start a pending session", "CommandRequest"),
+        f"{session}/switch": _command(
+            "End the active turn and activate the next participant", "SwitchRequest"
+        ),
+        f"{session}/pause": _command("Pause a running session", "CommandRequest"),
+        f"{session}/resume": _command("Resume a paused session", "CommandRequest"),
+        f"{session}/complete": _command("Complete a session", "CommandRequest"),
+        f"{session}/cancel": _command("Cancel a session", "CommandRequest"),
+        "/v1/time": time_get,
+        "/time": time_get,
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": _response("Alive", _ref("HealthResponse"))},
+            }
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness: Redis reachable",
+                "responses": {
+                    "200": _response("Ready", _ref("ReadyResponse")),
+                    "503": _response("Not ready", _ref("ReadyResponse")),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+            }
+        },
+    }
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "SyncKairos", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+    return msgspec.json.encode(document)

@@ -1,0 +1,93 @@
+"""The state store: where committed sessions live (Redis in production).
+
+``Store`` is the contract the service layer relies on; ``RedisStore`` is the
+implementation. A commit is atomic: the version check, the new state, the
+session history entry, the deadline, the audit outbox entry and the publish
+happen together or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+__all__ = ["Change", "CommitResult", "Store", "StoreStats", "StoredSession"]
+
+
+class StoredSession(msgspec.Struct, frozen=True):
+    """A session as read from the store: its state JSON and history epoch."""
+
+    state_json: bytes
+    epoch: str
+
+
+class Change(msgspec.Struct, frozen=True):
+    """Everything one commit writes, already encoded."""
+
+    session_id: str
+    expected_version: int
+    """Version the change was computed from; 0 creates the session if absent."""
+    state_json: bytes
+    change_json: bytes
+    """``{"version", "event", "state", "ts"}``: history entry, audit row, publish payload."""
+    event_type: str
+    deadline_ms: int | None
+    finished: bool
+    """True when the new status is terminal (the session then expires after a TTL)."""
+
+
+class CommitResult(msgspec.Struct, frozen=True):
+    """Outcome of ``Store.commit``: ``committed`` or the version found instead."""
+
+    committed: bool
+    epoch: str = ""
+    actual_version: int = 0
+
+
+class StoreStats(msgspec.Struct, frozen=True):
+    """Figures for ``/metrics``, read from the store on scrape."""
+
+    active_sessions: int
+    outbox_length: int
+    outbox_dropped: int
+    deadlines: int
+
+
+class Store(Protocol):
+    """What the service layer needs from a state store."""
+
+    async def load(self, session_id: str) -> StoredSession | None:
+        """Return the session, or None when it does not exist."""
+        ...
+
+    async def commit(self, change: Change) -> CommitResult:
+        """Commit ``change`` if the stored version is ``change.expected_version``.
+
+        Raises:
+            SessionExists: creating (expected version 0) a session that exists.
+            SessionNotFound: the session vanished (deleted) meanwhile.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def delete(
+        self, session_id: str, deletion_json: bytes = ..., expected_version: int | None = None
+    ) -> bool:
+        """Delete every key of the session and publish ``deletion_json``.
+
+        Returns:
+            False when the session did not exist.
+
+        Raises:
+            Conflict: ``expected_version`` is given and differs; nothing deleted.
+        """
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    async def stats(self) -> StoreStats:
+        """Return figures for the metrics endpoint."""
+        ...

@@ -1,0 +1,66 @@
+-- session_commit.lua: commit one change of a session atomically (one round trip).
+--
+-- KEYS[1]  sk:{sid}           hash: s = state JSON, v = version, e = epoch
+-- KEYS[2]  sk:{sid}:history   stream of changes, entry id "<version>-0", field c = change JSON
+-- KEYS[3]  sk:deadlines       sorted set: member sid, score = deadline (epoch ms)
+-- KEYS[4]  sk:outbox          stream of audit events (fields id, sid, v, t, c)
+-- KEYS[5]  sk:outbox:dropped  counter of audit events trimmed before anyone read them
+-- KEYS[6]  sk:active          set of sessions that are not finished
+--
+-- ARGV[1]  expected version: "0" creates the session only if it is absent
+-- ARGV[2]  new state JSON (its "version" field is ARGV[1] + 1)
+-- ARGV[3]  change JSON {"version", "event", "state", "ts"} (history, outbox, publish)
+-- ARGV[4]  deadline in epoch ms, or "" when no timer runs
+-- ARGV[5]  session id
+-- ARGV[6]  epoch to use when the history is created (random, from the caller)
+-- ARGV[7]  maximum length of the session history
+-- ARGV[8]  maximum length of the audit outbox
+-- ARGV[9]  audit event id (unique)
+-- ARGV[10] TTL in ms for a finished session, "0" while it is not finished
+-- ARGV[11] pub/sub channel of the session
+-- ARGV[12] event type
+--
+-- Returns {1, epoch} when committed, {0, actual_version} on a version mismatch,
+-- {-1} when creating a session that exists, {-2} when the session is missing.
+
+local expected = tonumber(ARGV[1])
+local current = redis.call('HGET', KEYS[1], 'v')
+if expected == 0 then
+  if current then return {-1} end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', ARGV[6])
+else
+  if not current then return {-2} end
+  if tonumber(current) ~= expected then return {0, tonumber(current)} end
+end
+
+local version = expected + 1
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', version)
+local epoch = redis.call('HGET', KEYS[1], 'e')
+
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], version .. '-0', 'c', ARGV[3])
+
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[5])
+else
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+end
+
+local outbox_max = tonumber(ARGV[8])
+if redis.call('XLEN', KEYS[4]) >= outbox_max then
+  redis.call('INCR', KEYS[5])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
+  'id', ARGV[9], 'sid', ARGV[5], 'v', version, 't', ARGV[12], 'c', ARGV[3])
+
+local ttl = tonumber(ARGV[10])
+if ttl > 0 then
+  redis.call('SREM', KEYS[6], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+else
+  redis.call('SADD', KEYS[6], ARGV[5])
+end
+
+redis.call('PUBLISH', ARGV[11], '{"epoch":"' .. epoch .. '",' .. string.sub(ARGV[3], 2))
+return {1, epoch}

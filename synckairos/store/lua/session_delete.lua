@@ -1,0 +1,35 @@
+-- session_delete.lua: remove every key of a session and announce it.
+--
+-- KEYS[1]  sk:{sid}           session hash
+-- KEYS[2]  sk:{sid}:history   session history stream
+-- KEYS[3]  sk:deadlines       sorted set of deadlines
+-- KEYS[4]  sk:outbox          audit outbox stream
+-- KEYS[5]  sk:outbox:dropped  counter of trimmed audit events
+-- KEYS[6]  sk:active          set of unfinished sessions
+--
+-- ARGV[1]  session id
+-- ARGV[2]  audit event id (unique)
+-- ARGV[3]  maximum length of the audit outbox
+-- ARGV[4]  pub/sub channel of the session
+-- ARGV[5]  deletion JSON {"deleted": true, "ts": ...} (published and audited)
+-- ARGV[6]  expected version, or "" for none
+--
+-- Returns the deleted session's version, 0 when it did not exist, or minus the
+-- actual version when ARGV[6] does not match (nothing is deleted then).
+
+local current = redis.call('HGET', KEYS[1], 'v')
+if not current then return 0 end
+if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= tonumber(current) then
+  return -tonumber(current)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
+local outbox_max = tonumber(ARGV[3])
+if redis.call('XLEN', KEYS[4]) >= outbox_max then
+  redis.call('INCR', KEYS[5])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
+  'id', ARGV[2], 'sid', ARGV[1], 'v', current, 't', 'session_deleted', 'c', ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return tonumber(current)
