@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from synckairos.config import Settings, load_settings
 from synckairos.http_api import routes
-from synckairos.node import Node
+from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
 from synckairos.store.redis import RedisStore
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
@@ -41,8 +41,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return Response(body, exc.status_code, media_type="application/json", headers=exc.headers)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the ASGI app of one node (uvicorn: ``synckairos.app:create_app``, factory)."""
+def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms) -> Starlette:
+    """Build the ASGI app of one node (uvicorn: ``synckairos.app:create_app``, factory).
+
+    Args:
+        settings: configuration; default: read from the environment.
+        clock: server time in epoch ms (tests inject a controllable one).
+    """
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -60,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             outbox_maxlen=settings.outbox_maxlen,
             finished_ttl_ms=settings.finished_ttl_s * 1000,
         )
-        app.state.node = Node(store, commit_retries=settings.commit_retries)
+        app.state.node = Node(store, clock=clock, commit_retries=settings.commit_retries)
         if not await store.ping():
             logger.warning("Redis at %s is not answering yet", settings.redis_url)
         try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import msgspec
 import uvicorn
@@ -57,9 +59,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def _dev(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
+    # uvicorn re-raises the signal it shut down on; this turns SIGTERM into an
+    # exception so the private servers below are always stopped.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     redis: EmbeddedRedis | None = None
     try:
         if settings.redis_url is None:

@@ -1,0 +1,93 @@
+"""Fixtures: a real private Redis for the whole run (never mocked, never skipped)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from starlette.testclient import TestClient
+
+from synckairos.app import create_app
+from synckairos.config import Settings
+from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.store.redis import RedisStore
+from tests.helpers import FakeClock, new_id
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private redis-server for the whole test run."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis) -> Settings:
+    return Settings(redis_url=redis_server.url, key_prefix=f"t{new_id()[:8]}")
+
+
+@pytest.fixture
+def client(settings: Settings, clock: FakeClock) -> Iterator[TestClient]:
+    """The ASGI app on the real Redis, with a controllable clock."""
+    with TestClient(create_app(settings, clock=clock)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def wall_client(settings: Settings) -> Iterator[TestClient]:
+    """The ASGI app on the real Redis, with the real clock."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
+    """A RedisStore with a key prefix of its own (isolated global keys)."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    store = RedisStore(client, prefix=f"t{new_id()[:8]}", history_maxlen=5, outbox_maxlen=1000)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """A real ``synckairos serve`` process (uvicorn, uvloop, httptools); yields its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SYNCKAIROS_REDIS_URL": redis_server.url,
+        "SYNCKAIROS_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synckairos", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            err = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"server did not start: {err}")
+        time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
