@@ -273,15 +273,23 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("wrong type", session_body(total_time_ms="60000"), "total_time_ms"),
     ("session id not a uuid", session_body(session_id="abc"), "session_id"),
     ("unknown mode", session_body(sync_mode="chess"), "sync_mode"),
-    ("unknown timeout action", session_body(action_on_timeout={"type": "explode"}),
-     "action_on_timeout"),  # fmt: skip
+    (
+        "unknown timeout action",
+        session_body(action_on_timeout={"type": "explode"}),
+        "action_on_timeout",
+    ),
     ("metadata over 10 KB", session_body(metadata={"x": "y" * 11_000}), "metadata"),
-    ("per_cycle without a turn budget", session_body("per_cycle", time_per_cycle_ms=None),
-     "time_per_cycle_ms"),  # fmt: skip
+    (
+        "per_cycle without a turn budget",
+        session_body("per_cycle", time_per_cycle_ms=None),
+        "time_per_cycle_ms",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "field"), INVALID_BODIES, ids=[c[0] for c in INVALID_BODIES])
+@pytest.mark.parametrize(
+    ("case", "body", "field"), INVALID_BODIES, ids=[c[0] for c in INVALID_BODIES]
+)
 def test_invalid_create_answers_400_with_the_field_and_stores_nothing(
     client: TestClient, case: str, body: dict[str, Any], field: str
 ):
@@ -399,7 +407,9 @@ def test_metrics_expose_latency_commits_conflicts_and_active_sessions(client: Te
     _post(client, sid, "start")
     _post(client, sid, "switch", headers={"If-Match": "1"})
     text = client.get("/metrics").text
-    assert 'synckairos_http_request_duration_seconds_count{method="POST",route="/v1/sessions"' in text
+    assert (
+        'synckairos_http_request_duration_seconds_count{method="POST",route="/v1/sessions"' in text
+    )
     assert 'synckairos_commits_total{event="session_started"}' in text
     assert 'synckairos_conflicts_total{kind="precondition"}' in text
     assert "synckairos_active_sessions 1.0" in text

@@ -36,9 +36,7 @@ async def _hammer(
 
 async def _run(url: str, sid: str, make_body: Any = None) -> tuple[Counter[int], list[int]]:
     stop_at = time.monotonic() + SECONDS
-    results = await asyncio.gather(
-        *(_hammer(url, sid, stop_at, make_body) for _ in range(CLIENTS))
-    )
+    results = await asyncio.gather(*(_hammer(url, sid, stop_at, make_body) for _ in range(CLIENTS)))
     statuses: Counter[int] = Counter()
     versions: list[int] = []
     for counts, seen in results:

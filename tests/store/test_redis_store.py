@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -15,7 +16,7 @@ from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, session_body
 
 
-def _spec(**extra: object) -> CreateSession:
+def _spec(**extra: Any) -> CreateSession:
     return msgspec.convert(session_body(**extra), CreateSession)
 
 
@@ -49,7 +50,7 @@ async def test_commit_writes_state_history_deadline_outbox_and_active_set(store:
 
 async def test_commit_with_a_stale_version_changes_nothing(store: RedisStore):
     clock = FakeClock()
-    node, sid = await _started(store, clock)
+    _, sid = await _started(store, clock)
     before = await store.load(sid)
     assert before is not None
     result = await store.commit(
@@ -138,7 +139,7 @@ async def test_delete_removes_every_key_and_audits_it(store: RedisStore):
 
 async def test_delete_with_a_stale_expected_version_deletes_nothing(store: RedisStore):
     clock = FakeClock()
-    node, sid = await _started(store, clock)
+    _, sid = await _started(store, clock)
     with pytest.raises(Conflict):
         await store.delete(sid, expected_version=1)
     assert await store.load(sid) is not None
