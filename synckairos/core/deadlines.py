@@ -86,8 +86,11 @@ def time_left_ms(state: SessionState) -> int | None:
         return None
     key = bank_key(state.sync_mode, active)
     bank_left = _bank_limit_ms(state, state.banks.get(key) if key is not None else None)
-    if bank_left is not None and bank_left <= 0:
-        return None
+    if bank_left is not None:
+        # An empty bank whose holder is not yet marked expired (paused at zero,
+        # then resumed) has a timer that is due at once, not no timer at all:
+        # returning None here would let ``charge`` drain it below zero.
+        bank_left = max(0, bank_left)
     turn_left = _turn_left_ms(state)
     if bank_left is None:
         return turn_left

@@ -118,9 +118,13 @@ def create_session(spec: CreateSession, now: int) -> Transition:
     )
     stamp = iso_ms(now)
     action = spec.action_on_timeout or TimeoutAction(DEFAULT_TIMEOUT_ACTIONS[spec.sync_mode])
-    auto_advance = (
-        spec.auto_advance if spec.auto_advance is not None else spec.sync_mode is SyncMode.PER_CYCLE
-    )
+    auto_advance = spec.auto_advance
+    if auto_advance is None:
+        # A turn limit that runs out passes the turn on by default; it never
+        # ends the whole session unless the client asks for that.
+        auto_advance = spec.sync_mode is SyncMode.PER_CYCLE or (
+            spec.sync_mode is SyncMode.GLOBAL and spec.time_per_cycle_ms is not None
+        )
     state = SessionState(
         session_id=spec.session_id,
         sync_mode=spec.sync_mode,
@@ -441,14 +445,21 @@ def _end_turn(state: SessionState, participant_id: str) -> SessionState:
 def _pick_next(state: SessionState, current_id: str, requested: str | None) -> str | None:
     """Return who plays next: ``requested``, or the next one in index order.
 
-    In bank modes a participant whose bank is empty (``has_expired``) is out of
-    the rotation; in per_cycle/global/count_up ``has_expired`` only marks a
-    turn that ran out, and everyone stays in.
+    A participant whose bank is empty is out of the rotation (in bank modes
+    that is what ``has_expired`` marks); in per_cycle/global/count_up
+    ``has_expired`` only marks a turn that ran out, and everyone stays in
+    until the shared bank, if any, is empty.
     """
     keeps_expired = state.sync_mode in BANKLESS_EXPIRY_MODES
+
+    def out_of_time(p: Participant) -> bool:
+        # A shared bank (global, capped count_up) that is empty leaves nobody
+        # to play, even though its members' has_expired is only per turn.
+        return (p.has_expired and not keeps_expired) or _bank_exhausted(state, p)
+
     if requested is not None:
         target = next(p for p in state.participants if p.participant_id == requested)
-        if target.has_expired and not keeps_expired:
+        if out_of_time(target):
             raise InvalidTransition(
                 "next_participant_id has no time left", {"participant_id": requested}
             )
@@ -457,7 +468,7 @@ def _pick_next(state: SessionState, current_id: str, requested: str | None) -> s
     start = next(i for i, p in enumerate(order) if p.participant_id == current_id)
     for step in range(1, len(order) + 1):
         candidate = order[(start + step) % len(order)]
-        if keeps_expired or not candidate.has_expired:
+        if not out_of_time(candidate):
             return candidate.participant_id
     return None
 
