@@ -1,24 +1,34 @@
 """``create_app``: assemble a node's ASGI application.
 
-The lifespan opens the Redis client and builds the ``Node``; routes come from
-``http_api``; Starlette's own HTTP errors (unknown path, wrong method) are
-answered in the same ``{"error"}`` envelope as ours.
+The lifespan opens the Redis clients, builds the ``Node``, the ``Hub`` and the
+``PubSubListener`` (run as a task for the node's life), and on SIGTERM/SIGINT
+closes every socket with 1001 before uvicorn's own shutdown. Starlette's HTTP
+errors (unknown path, wrong method) use the same ``{"error"}`` envelope.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from synckairos import http_api, ws_api
 from synckairos.config import Settings, load_settings
-from synckairos.http_api import routes
+from synckairos.fanout import PubSubListener
+from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
 from synckairos.store.redis import RedisStore
@@ -31,6 +41,9 @@ logger = logging.getLogger(__name__)
 #: Redis used by ``serve`` when ``SYNCKAIROS_REDIS_URL`` is not set.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+#: Seconds the graceful shutdown waits for sockets to take their 1001 close.
+SOCKET_DRAIN_TIMEOUT = 2.0
+
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
@@ -41,6 +54,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return Response(body, exc.status_code, media_type="application/json", headers=exc.headers)
 
 
+def _close_sockets_before_shutdown(hub: Hub) -> None:
+    """Wrap the SIGTERM/SIGINT handlers so sockets get 1001 before uvicorn stops.
+
+    uvicorn would close them with 1012; 1001 tells clients to reconnect
+    elsewhere. Only possible in the main thread (not under a test client).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+
+    async def drain_then(previous: signal.Handlers | object, signum: int) -> None:
+        await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
+        if callable(previous):
+            previous(signum, None)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: FrameType | None, previous: object = previous) -> None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(drain_then(previous, signum)))
+
+        signal.signal(sig, handler)
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms) -> Starlette:
     """Build the ASGI app of one node (uvicorn: ``synckairos.app:create_app``, factory).
 
@@ -49,14 +88,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
         clock: server time in epoch ms (tests inject a controllable one).
     """
     settings = settings or load_settings()
+    url = settings.redis_url or DEFAULT_REDIS_URL
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = aioredis.Redis.from_url(
-            settings.redis_url or DEFAULT_REDIS_URL,
+            url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True
+        )
+        pubsub_client = aioredis.Redis.from_url(
+            url,
             socket_connect_timeout=2,
-            socket_timeout=5,
             socket_keepalive=True,
+            health_check_interval=5,
+            retry=Retry(NoBackoff(), 0),
         )
         store = RedisStore(
             client,
@@ -65,16 +109,34 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             outbox_maxlen=settings.outbox_maxlen,
             finished_ttl_ms=settings.finished_ttl_s * 1000,
         )
+        hub = Hub()
+        listener = PubSubListener(
+            pubsub_client,
+            hub,
+            clock,
+            prefix=settings.key_prefix,
+            subscribe_timeout=settings.subscribe_timeout_s,
+        )
         app.state.node = Node(store, clock=clock, commit_retries=settings.commit_retries)
+        app.state.hub = hub
+        app.state.listener = listener
+        listening = asyncio.create_task(listener.run(), name="pubsub-listener")
         if not await store.ping():
-            logger.warning("Redis at %s is not answering yet", settings.redis_url)
+            logger.warning("Redis at %s is not answering yet", url)
+        _close_sockets_before_shutdown(hub)
         try:
             yield
         finally:
+            await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
+            listener.stop()
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
             await store.close()
+            await pubsub_client.aclose()
 
     app = Starlette(
-        routes=routes(),
+        routes=http_api.routes() + ws_api.routes(),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )

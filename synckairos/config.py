@@ -46,6 +46,19 @@ class Settings(msgspec.Struct, frozen=True):
     commit_retries: int = 200
     #: ``SYNCKAIROS_DRIFT_TOLERANCE_MS``: advertised by ``GET /time``.
     drift_tolerance_ms: int = 50
+    #: ``SYNCKAIROS_WS_SEND_QUEUE``: messages a socket may have waiting; beyond it
+    #: the socket is a slow consumer and is closed with 1013.
+    ws_send_queue: int = 256
+    #: ``SYNCKAIROS_WS_PING_INTERVAL_S``: seconds between server pings on each socket.
+    ws_ping_interval_s: int = 20
+    #: ``SYNCKAIROS_WS_PING_TIMEOUT_S``: a socket that does not answer a ping in
+    #: this many seconds is dropped.
+    ws_ping_timeout_s: int = 20
+    #: ``SYNCKAIROS_WS_MAX_MESSAGE_BYTES``: largest client message accepted (1009 above).
+    ws_max_message_bytes: int = 65_536
+    #: ``SYNCKAIROS_SUBSCRIBE_TIMEOUT_S``: how long a new socket waits for Redis to
+    #: confirm its subscription before it is closed with 1013.
+    subscribe_timeout_s: int = 10
 
 
 def _cast(name: str, raw: str, default: object) -> object:
@@ -77,7 +90,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = msgspec.structs.replace(defaults, **values)
     if settings.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"SYNCKAIROS_LOG_LEVEL must be a log level, got {settings.log_level!r}")
-    for name in ("port", "history_maxlen", "outbox_maxlen", "max_body_bytes", "commit_retries"):
+    for name in (
+        "port",
+        "history_maxlen",
+        "outbox_maxlen",
+        "max_body_bytes",
+        "commit_retries",
+        "ws_send_queue",
+        "ws_ping_interval_s",
+        "ws_ping_timeout_s",
+        "ws_max_message_bytes",
+        "subscribe_timeout_s",
+    ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")
     return settings

@@ -191,12 +191,15 @@ async def health(request: Request) -> Response:
 @endpoint("/ready")
 async def ready(request: Request) -> Response:
     redis_up = await _node(request).store.ping()
+    listening: bool = request.app.state.listener.alive
+    ok = redis_up and listening
     body = ReadyResponse(
-        status="ready" if redis_up else "not_ready",
+        status="ready" if ok else "not_ready",
         redis="up" if redis_up else "down",
+        pubsub="listening" if listening else "down",
         audit="not_configured",
     )
-    return _json(encode(body), 200 if redis_up else 503)
+    return _json(encode(body), 200 if ok else 503)
 
 
 @endpoint("/metrics")

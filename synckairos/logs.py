@@ -12,7 +12,7 @@ import time
 
 import msgspec
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "PerConnectionFilter", "configure_logging"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,10 +31,27 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
+class PerConnectionFilter(logging.Filter):
+    """Drop uvicorn's per-WebSocket info lines (accepted, open, closed) above debug."""
+
+    _NOISE = ('" [accepted]', "connection open", "connection closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or record.name != "uvicorn.error":
+            return True
+        message = record.getMessage()
+        return not any(part in message for part in self._NOISE)
+
+
 def configure_logging(level: str) -> None:
-    """Send every logger's records at ``level`` or above to stderr as JSON lines."""
+    """Send every logger's records at ``level`` or above to stderr as JSON lines.
+
+    Nothing is logged per request or per socket unless ``level`` is debug.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if level.lower() != "debug":
+        handler.addFilter(PerConnectionFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

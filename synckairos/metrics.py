@@ -15,7 +15,13 @@ __all__ = [
     "DEADLINES",
     "OUTBOX_DROPPED",
     "OUTBOX_LENGTH",
+    "PUBSUB_RESUBSCRIBES",
     "REQUEST_LATENCY",
+    "WS_DELIVERY_LATENCY",
+    "WS_MESSAGES_SENT",
+    "WS_OPEN",
+    "WS_RESYNCS",
+    "WS_SLOW_CONSUMERS",
 ]
 
 REQUEST_LATENCY = Histogram(
@@ -40,4 +46,24 @@ OUTBOX_LENGTH = Gauge(
 OUTBOX_DROPPED = Gauge(
     "synckairos_outbox_dropped",
     "Audit events trimmed from the bounded outbox before being persisted (should stay 0).",
+)
+
+WS_OPEN = Gauge("synckairos_ws_open_sockets", "WebSocket connections open on this node.")
+WS_MESSAGES_SENT = Counter("synckairos_ws_messages_sent_total", "WebSocket messages sent.")
+WS_DELIVERY_LATENCY = Histogram(
+    "synckairos_ws_delivery_latency_seconds",
+    "Commit (server clock) to WebSocket send of a STATE_UPDATE.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+WS_SLOW_CONSUMERS = Counter(
+    "synckairos_ws_slow_consumer_closes_total", "Sockets closed with 1013: send queue overflow."
+)
+WS_RESYNCS = Counter(
+    "synckairos_ws_resyncs_total",
+    "Catch-ups of a socket: 'replay' from the history or 'full' STATE_SYNC.",
+    ["kind"],
+)
+PUBSUB_RESUBSCRIBES = Counter(
+    "synckairos_pubsub_resubscribes_total",
+    "Session channels re-subscribed after a pub/sub reconnect (each triggers a catch-up).",
 )

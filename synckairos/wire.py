@@ -84,6 +84,7 @@ class ReadyResponse(msgspec.Struct, frozen=True):
 
     status: str
     redis: str
+    pubsub: str
     audit: str
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["Change", "CommitResult", "Store", "StoreStats", "StoredSession"]
+__all__ = ["Change", "CommitResult", "HistorySlice", "Store", "StoreStats", "StoredSession"]
 
 
 class StoredSession(msgspec.Struct, frozen=True):
@@ -20,6 +20,20 @@ class StoredSession(msgspec.Struct, frozen=True):
 
     state_json: bytes
     epoch: str
+
+
+class HistorySlice(msgspec.Struct, frozen=True):
+    """A consistent read of a session's state and the history after a version.
+
+    ``changes`` are ``(version, change_json)`` in version order, all newer
+    than the version asked for and none newer than ``version``. An empty
+    ``state_json`` means the session does not exist.
+    """
+
+    state_json: bytes
+    version: int
+    epoch: str
+    changes: list[tuple[int, bytes]]
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -82,6 +96,10 @@ class Store(Protocol):
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
+        ...
+
+    async def read_since(self, session_id: str, since: int) -> HistorySlice:
+        """Read, atomically, the session's state and its changes after ``since``."""
         ...
 
     async def ping(self) -> bool:

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
-from synckairos.store import Change, CommitResult, StoredSession, StoreStats
+from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
 
 __all__ = ["RedisStore", "SessionKeys"]
 
@@ -186,6 +186,23 @@ class RedisStore:
                 {"expected_version": expected_version, "actual_version": -int(version)},
             )
         return int(version) > 0
+
+    async def read_since(self, session_id: str, since: int) -> HistorySlice:
+        """Read the state, version, epoch and the changes after ``since`` in one MULTI.
+
+        The history holds the last ``history_maxlen`` changes; when ``since`` is
+        older than that, ``changes`` starts later than ``since + 1`` and the
+        caller must fall back to a full state sync.
+        """
+        keys = self.keys(session_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.state, ["s", "v", "e"])
+            pipe.xrange(keys.history, min=f"{since + 1}-0", max="+")
+            (state, version, epoch), entries = await self._call(pipe.execute())
+        if state is None:
+            return HistorySlice(b"", 0, "", [])
+        changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
+        return HistorySlice(state, int(version), epoch.decode(), changes)
 
     async def ping(self) -> bool:
         """True when Redis answers PING."""

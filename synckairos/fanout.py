@@ -1,0 +1,188 @@
+"""``PubSubListener``: one Redis pub/sub connection per node, feeding the hub.
+
+A session's channel is subscribed when its first local socket joins and
+unsubscribed after the last leaves (reference counted by the hub). ``join``
+returns only once Redis has *confirmed* the subscription, so a state read
+after ``join`` can miss nothing: every later commit is delivered.
+
+Pub/sub is lossy across reconnects; the history is not. When the connection
+drops, the listener reconnects with backoff, re-subscribes every channel, and
+when Redis confirms a re-subscription it asks that session's sockets to catch
+up from the history (``Hub.resync``). ``alive`` is False while disconnected,
+and ``/ready`` reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.client import PubSub
+
+from synckairos import metrics
+from synckairos.hub import Hub, Subscriber
+from synckairos.node import Clock
+from synckairos.ws_messages import decode_delivery
+
+__all__ = ["PubSubListener", "SubscribeTimeout"]
+
+logger = logging.getLogger(__name__)
+
+_CHANNEL_RE = re.compile(rb"\{([^}]+)\}:updates$")
+
+
+class SubscribeTimeout(Exception):
+    """Raised by ``PubSubListener.join`` when Redis did not confirm in time."""
+
+
+class PubSubListener:
+    """Feeds ``hub`` from Redis pub/sub; run ``run()`` as a task for the node's life."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        hub: Hub,
+        clock: Clock,
+        *,
+        prefix: str = "sk",
+        subscribe_timeout: float = 10.0,
+    ) -> None:
+        self.client = client
+        """A client dedicated to pub/sub (no socket timeout; health checks on)."""
+        self.hub = hub
+        self.clock = clock
+        self.prefix = prefix
+        self.subscribe_timeout = subscribe_timeout
+        self.alive = False
+        """True while the pub/sub connection is up and its control channel confirmed."""
+        self._pubsub: PubSub | None = None
+        self._confirmed: set[bytes] = set()
+        self._previously_confirmed: set[bytes] = set()
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._stopping = False
+
+    def channel(self, session_id: str) -> bytes:
+        """Pub/sub channel of ``session_id``."""
+        return f"{self.prefix}:{{{session_id}}}:updates".encode()
+
+    @property
+    def control_channel(self) -> bytes:
+        """A channel the listener always holds, so the connection stays subscribed."""
+        return f"{self.prefix}:nodes".encode()
+
+    async def join(self, subscriber: Subscriber) -> None:
+        """Register ``subscriber`` and wait until its channel is confirmed.
+
+        Raises:
+            SubscribeTimeout: Redis did not confirm within ``subscribe_timeout``;
+                the subscriber is unregistered again.
+        """
+        first = self.hub.add(subscriber)
+        channel = self.channel(subscriber.session_id)
+        if channel in self._confirmed:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        if first:
+            await self._send("subscribe", channel)
+        try:
+            await asyncio.wait_for(waiter, self.subscribe_timeout)
+        except TimeoutError:
+            await self.leave(subscriber)
+            raise SubscribeTimeout(f"pub/sub subscription to {channel!r} not confirmed") from None
+
+    async def leave(self, subscriber: Subscriber) -> None:
+        """Unregister ``subscriber``; unsubscribe when it was the last local one."""
+        if self.hub.remove(subscriber):
+            channel = self.channel(subscriber.session_id)
+            self._confirmed.discard(channel)
+            self._previously_confirmed.discard(channel)
+            await self._send("unsubscribe", channel)
+
+    async def _send(self, command: str, channel: bytes) -> None:
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the reconnect loop subscribes every hub session
+        try:
+            if command == "subscribe":
+                await pubsub.subscribe(channel)
+            else:
+                await pubsub.unsubscribe(channel)
+        except (redis_errors.RedisError, OSError) as exc:
+            logger.warning(
+                "pub/sub %s %r failed (%s); the listener will retry", command, channel, exc
+            )
+
+    def _confirm(self, channel: bytes) -> None:
+        if channel == self.control_channel:
+            self.alive = True
+            return
+        self._confirmed.add(channel)
+        for waiter in self._waiters.pop(channel, []):
+            if not waiter.done():
+                waiter.set_result(None)
+        if channel in self._previously_confirmed:
+            self._previously_confirmed.discard(channel)
+            match = _CHANNEL_RE.search(channel)
+            if match:
+                metrics.PUBSUB_RESUBSCRIBES.inc()
+                self.hub.resync(match.group(1).decode())
+
+    def _dispatch(self, channel: bytes, payload: bytes) -> None:
+        match = _CHANNEL_RE.search(channel)
+        if match is None:
+            return
+        session_id = match.group(1).decode()
+        if not self.hub.has(session_id):
+            return
+        try:
+            delivery = decode_delivery(session_id, payload, self.clock())
+        except ValueError:
+            logger.warning("skipped malformed pub/sub payload on %r", channel)
+            return
+        self.hub.broadcast(session_id, delivery)
+
+    async def run(self) -> None:
+        """Listen until ``stop()``; reconnect with backoff after any connection loss."""
+        backoff = 0.05
+        while not self._stopping:
+            pubsub = self.client.pubsub()
+            try:
+                self._previously_confirmed |= self._confirmed
+                self._confirmed = set()
+                self._pubsub = pubsub
+                channels = [self.control_channel] + [
+                    self.channel(sid) for sid in self.hub.session_ids()
+                ]
+                await pubsub.subscribe(*channels)
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    kind = message["type"]
+                    if kind == "message":
+                        self._dispatch(message["channel"], message["data"])
+                    elif kind == "subscribe":
+                        self._confirm(message["channel"])
+                    backoff = 0.05
+            except (redis_errors.RedisError, OSError) as exc:
+                if self._stopping:
+                    break
+                if self.alive:
+                    logger.warning("pub/sub connection lost (%s); reconnecting", exc)
+                self.alive = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                self._pubsub = None
+                self.alive = False
+                with contextlib.suppress(redis_errors.RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish (within about a second)."""
+        self._stopping = True

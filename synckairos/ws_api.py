@@ -1,0 +1,401 @@
+"""The ``/ws`` endpoint: one ``SocketConnection`` per subscriber socket.
+
+Theory of operation
+-------------------
+A connection sends from one bounded queue, drained by its own sender task, so
+``offer`` (called by the hub for every published change) never blocks. When
+the queue overflows the socket is a slow consumer: its queue is dropped and it
+is closed with 1013; other sockets are unaffected.
+
+Ordering and gaps: the connection tracks ``last_version`` and ``epoch`` of
+what it has sent. A change with the next version is sent; an older or equal
+one is dropped (a duplicate); a newer one, or one from another epoch, starts a
+*repair*: while repairing, offers are buffered; the repair reads the state and
+the history after ``last_version`` in one MULTI, sends the missed versions in
+order (or a STATE_SYNC when the history no longer has them or the epoch
+changed), then flushes the buffer through the same version filter. The same
+repair serves the initial sync, RECONNECT, and the catch-up after a pub/sub
+reconnect. Because the channel is confirmed subscribed before the first repair
+reads Redis, a change committed while a socket connects or resumes is neither
+lost nor sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from synckairos import metrics, ws_messages
+from synckairos.fanout import PubSubListener, SubscribeTimeout
+from synckairos.hub import Hub
+from synckairos.node import Clock
+from synckairos.store import Store
+from synckairos.wire import is_uuid
+from synckairos.ws_messages import Delivery
+
+__all__ = ["CLOSE_GOING_AWAY", "SocketConnection", "close_all", "routes"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+#: Seconds a close frame may wait for a stalled socket to accept it.
+CLOSE_TIMEOUT = 30.0
+
+
+class _Close(msgspec.Struct, frozen=True):
+    code: int
+    reason: str
+
+
+# A queue item: ready text with its commit time (0 when not a change), a text
+# produced at send time (timestamps), or a close request.
+_Item = tuple[str, int] | Callable[[], str] | _Close
+
+
+class SocketConnection:
+    """One subscriber socket of a session (the hub's ``Subscriber``)."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session_id: str,
+        *,
+        store: Store,
+        clock: Clock,
+        max_queue: int,
+    ) -> None:
+        self.websocket = websocket
+        self.session_id = session_id
+        """Session this socket follows."""
+        self.store = store
+        self.clock = clock
+        self.max_queue = max_queue
+        self.last_version = 0
+        """Highest version sent to the client (0: nothing yet)."""
+        self.epoch = ""
+        """History epoch of what was sent ("" until known)."""
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._buffering = False
+        self._pending: list[Delivery] = []
+        self._repair_lock = asyncio.Lock()
+        self._repair_task: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        """Set once the sender has finished (close sent, or socket gone)."""
+
+    # ------------------------------------------------------------ sending
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._closing:
+            return
+        if len(self._queue) >= self.max_queue:
+            metrics.WS_SLOW_CONSUMERS.inc()
+            logger.warning("closing slow consumer of %s (queue full)", self.session_id)
+            self.close(CLOSE_TRY_AGAIN, "send queue overflow", drop_queue=True)
+            return
+        self._queue.append(item)
+        self._wakeup.set()
+
+    def send_text(self, text: str) -> None:
+        """Queue a message that is not a session change."""
+        self._enqueue((text, 0))
+
+    def close(self, code: int, reason: str, *, drop_queue: bool = False) -> None:
+        """Close after the queued messages (or at once, dropping them)."""
+        if self._closing:
+            return
+        if drop_queue:
+            self._queue.clear()
+        self._queue.append(_Close(code, reason))
+        self._closing = True
+        self._wakeup.set()
+
+    async def run_sender(self) -> None:
+        """Drain the queue to the socket until a close is sent or the socket dies."""
+        try:
+            await self._drain()
+        finally:
+            self.closed.set()
+
+    async def _drain(self) -> None:
+        websocket = self.websocket
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, _Close):
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(
+                            websocket.close(item.code, item.reason), CLOSE_TIMEOUT
+                        )
+                    return
+                if isinstance(item, tuple):
+                    text, committed_at = item
+                    await websocket.send_text(text)
+                    if committed_at:
+                        metrics.WS_DELIVERY_LATENCY.observe(
+                            max(0, self.clock() - committed_at) / 1000
+                        )
+                else:
+                    await websocket.send_text(item())
+                metrics.WS_MESSAGES_SENT.inc()
+
+    # ------------------------------------------------------------ changes
+
+    def offer(self, delivery: Delivery) -> None:
+        """Called by the hub for each published change of the session."""
+        if self._closing:
+            return
+        if self._buffering:
+            self._pending.append(delivery)
+            if len(self._pending) > 4 * self.max_queue:
+                # Far behind: forget the buffer, the repair will STATE_SYNC.
+                self._pending.clear()
+                self.last_version = -1
+            return
+        self._accept(delivery)
+
+    def _accept(self, delivery: Delivery) -> None:
+        if delivery.deleted:
+            self.send_text(delivery.text)
+            self.close(CLOSE_NORMAL, "session deleted")
+            return
+        if delivery.version <= self.last_version and delivery.epoch == self.epoch:
+            return  # already sent
+        same_epoch = delivery.epoch == self.epoch or (self.epoch == "" and self.last_version == 0)
+        if same_epoch and delivery.version == self.last_version + 1:
+            self.epoch = delivery.epoch
+            self.last_version = delivery.version
+            self._enqueue((delivery.text, delivery.ts))
+            return
+        self._pending.append(delivery)
+        self.resync()
+
+    def resync(self) -> None:
+        """Catch up from the history in the background (gap, epoch change, pub/sub loss)."""
+        if self._closing:
+            return
+        self._buffering = True
+        if self._repair_task is None or self._repair_task.done():
+            self._repair_task = asyncio.create_task(self._background_repair())
+
+    async def _background_repair(self) -> None:
+        try:
+            await self.repair(self.last_version, self.epoch, full=self.last_version <= 0)
+        except Exception as exc:
+            logger.warning("repair of a %s socket failed (%s); closing it", self.session_id, exc)
+            self.close(CLOSE_TRY_AGAIN, "state store unavailable")
+
+    async def repair(self, since: int, epoch: str | None, *, full: bool) -> tuple[bool, int]:
+        """Send what the client misses after ``since``; returns (recovered, replayed).
+
+        ``recovered`` is True when the missed versions were replayed from the
+        history (or none were missed); False when a STATE_SYNC was sent
+        instead (or the session does not exist).
+        """
+        async with self._repair_lock:
+            self._buffering = True
+            try:
+                return await self._repair(since, epoch, full)
+            finally:
+                self._buffering = False
+                pending = sorted(self._pending, key=lambda d: d.version)
+                self._pending = []
+                for delivery in pending:
+                    if not self._buffering:
+                        self._accept(delivery)
+                    else:
+                        self._pending.append(delivery)
+
+    async def _repair(self, since: int, epoch: str | None, full: bool) -> tuple[bool, int]:
+        history = await self.store.read_since(self.session_id, max(since, 0))
+        now = self.clock()
+        if not history.state_json:
+            self.last_version, self.epoch = 0, ""
+            return False, 0
+        changes = history.changes
+        epoch_ok = epoch is None or epoch == "" or epoch == history.epoch
+        replayable = (
+            not full
+            and epoch_ok
+            and 0 < since <= history.version
+            and (
+                since == history.version
+                or (
+                    bool(changes)
+                    and changes[0][0] == since + 1
+                    and changes[-1][0] == history.version
+                )
+            )
+        )
+        if replayable:
+            for version, change in changes:
+                self._enqueue(
+                    (
+                        ws_messages.state_update_from_history(
+                            self.session_id, history.epoch, change, now
+                        ),
+                        0,
+                    )
+                )
+                self.last_version = version
+            self.epoch = history.epoch
+            self.last_version = history.version
+            metrics.WS_RESYNCS.labels("replay").inc()
+            return True, len(changes)
+        self._enqueue(
+            (
+                ws_messages.state_sync(
+                    self.session_id, now, history.version, history.epoch, history.state_json
+                ),
+                0,
+            )
+        )
+        self.last_version, self.epoch = history.version, history.epoch
+        metrics.WS_RESYNCS.labels("full").inc()
+        return False, 0
+
+    # ------------------------------------------------------------ receiving
+
+    async def handle(self, raw: str | bytes | None, received_at: int) -> None:
+        """Handle one client message (text frame)."""
+        if raw is None:
+            self.send_text(ws_messages.error("INVALID_MESSAGE", "binary frames are not supported"))
+            return
+        try:
+            message = ws_messages.decode_client_message(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self.send_text(
+                ws_messages.error("INVALID_MESSAGE", "expected a JSON object with a type")
+            )
+            return
+        kind = message.type
+        if kind == "PING":
+            t0 = message.t0
+            self._enqueue(lambda: ws_messages.pong(self.clock(), t0))
+        elif kind == "TIME_SYNC":
+            t0 = message.t0
+            self._enqueue(lambda: ws_messages.time_sync(t0, received_at, self.clock()))
+        elif kind == "RECONNECT":
+            await self._reconnect(message)
+        else:
+            self.send_text(
+                ws_messages.error("UNKNOWN_MESSAGE_TYPE", f"unknown message type {kind!r}")
+            )
+
+    async def _reconnect(self, message: ws_messages.ClientMessage) -> None:
+        if message.last_known_version is None:
+            await self.repair(0, None, full=True)  # like the Node.js reference
+            return
+        recovered, replayed = await self.repair(
+            message.last_known_version, message.epoch, full=False
+        )
+        self.send_text(
+            ws_messages.reconnect_ack(recovered, replayed, self.last_version, self.epoch)
+        )
+
+
+async def _receive_loop(websocket: WebSocket, connection: SocketConnection, clock: Clock) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        received_at = clock()
+        text = message.get("text")
+        await connection.handle(text if text is not None else None, received_at)
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    """``/ws?sessionId=<uuid>``: subscribe to a session's changes."""
+    state: Any = websocket.app.state
+    listener: PubSubListener = state.listener
+    clock: Clock = state.node.clock
+    session_id = websocket.query_params.get("sessionId", "")
+    await websocket.accept()
+    if not is_uuid(session_id):
+        await websocket.close(CLOSE_POLICY, "Invalid sessionId format")
+        return
+    connection = SocketConnection(
+        websocket,
+        session_id,
+        store=state.node.store,
+        clock=clock,
+        max_queue=state.settings.ws_send_queue,
+    )
+    sender = asyncio.create_task(connection.run_sender())
+    metrics.WS_OPEN.inc()
+    joined = False
+    try:
+        connection.send_text(ws_messages.connected(session_id, clock()))
+        try:
+            await listener.join(connection)
+            joined = True
+            await connection.repair(0, None, full=True)
+        except SubscribeTimeout:
+            connection.close(CLOSE_TRY_AGAIN, "pub/sub unavailable, try again")
+        except Exception as exc:
+            logger.warning("initial sync of %s failed: %s", session_id, exc)
+            connection.close(CLOSE_TRY_AGAIN, "state store unavailable, try again")
+        receiver = asyncio.create_task(_receive_loop(websocket, connection, clock))
+        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if receiver not in done:
+            receiver.cancel()
+        for task in done:
+            ended = None if task.cancelled() else task.exception()
+            if ended is not None and not isinstance(
+                ended, WebSocketDisconnect | OSError | RuntimeError
+            ):
+                logger.warning("socket of %s ended with %r", session_id, ended)
+    finally:
+        metrics.WS_OPEN.dec()
+        if joined:
+            await listener.leave(connection)
+        if not sender.done():
+            connection.close(CLOSE_GOING_AWAY, "")
+            sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_NORMAL)
+
+
+async def close_all(
+    hub: Hub,
+    code: int = CLOSE_GOING_AWAY,
+    reason: str = "server shutting down",
+    *,
+    drain_timeout: float = 2.0,
+) -> None:
+    """Close every local socket and wait (bounded) until each has sent its close.
+
+    Used for graceful shutdown: 1001 tells clients to reconnect elsewhere.
+    """
+    waits = []
+    for subscriber in hub.subscribers():
+        if isinstance(subscriber, SocketConnection):
+            subscriber.close(code, reason, drop_queue=True)
+            waits.append(subscriber.closed.wait())
+    if waits:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), drain_timeout)
+
+
+def routes() -> list[BaseRoute]:
+    """The WebSocket route of a node."""
+    return [WebSocketRoute("/ws", ws_endpoint)]
