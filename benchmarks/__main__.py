@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks switch [options]``.
+"""Command line: ``python -m benchmarks {switch,fanout,ws-idle} [options]``.
 
 Prints the run's JSON summary on stdout (and to ``--json PATH``), progress and
 warnings on stderr. Exit status: 0 on success, 1 when the stack or the setup
@@ -15,10 +15,15 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 from rich.markup import escape
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from benchmarks.fanout import FanoutConfig, run_fanout
 from benchmarks.httpclient import BaseUrl, HttpError, parse_base_url, run
+from benchmarks.sessions import SetupError
 from benchmarks.stack import DevStack, StackError
-from benchmarks.switch import SetupError, SwitchConfig, run_switch
+from benchmarks.switch import SwitchConfig, run_switch
+from benchmarks.ws_idle import WsIdleConfig, run_ws_idle
+from benchmarks.wsclient import check_fd_limit
 
 
 def _number(
@@ -45,19 +50,32 @@ def _url(text: str) -> BaseUrl:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Add the options every scenario has: --url, --json, --server-pid."""
+    parser.add_argument(
+        "--url", type=_url, help="server base URL; default: start a private `synckairos dev` stack"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
+    parser.add_argument(
+        "--server-pid",
+        type=_number(int, 1),
+        metavar="PID",
+        help="with --url: root pid of the server's process tree, for server CPU %% and memory",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description="SyncKairos load benchmarks."
     )
     scenarios = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
     switch = scenarios.add_parser(
         "switch",
         help="throughput and latency of POST /v1/sessions/{id}/switch",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=formatter,
     )
-    switch.add_argument(
-        "--url", type=_url, help="server base URL; default: start a private `synckairos dev` stack"
-    )
+    _common(switch)
     switch.add_argument("--sessions", type=_number(int, 1), default=200, help="sessions to switch")
     switch.add_argument("--clients", type=_number(int, 1), default=1, help="concurrent connections")
     switch.add_argument(
@@ -67,37 +85,120 @@ def _parser() -> argparse.ArgumentParser:
     switch.add_argument(
         "--participants", type=_number(int, 1, 1000), default=2, help="participants per session"
     )
-    switch.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
-    switch.add_argument(
-        "--server-pid",
-        type=_number(int, 1),
-        metavar="PID",
-        help="with --url: root pid of the server's process tree, for server CPU %%",
+
+    fanout = scenarios.add_parser(
+        "fanout",
+        help="delivery of switches to WebSocket subscribers: completeness and latency",
+        formatter_class=formatter,
     )
+    _common(fanout)
+    fanout.add_argument("--sessions", type=_number(int, 1), default=10, help="sessions")
+    fanout.add_argument(
+        "--subscribers", type=_number(int, 1), default=200, help="WebSocket subscribers per session"
+    )
+    fanout.add_argument("--switches", type=_number(int, 1), default=10, help="switches per session")
+    fanout.add_argument(
+        "--interval-ms",
+        type=_number(float, 0),
+        default=100.0,
+        help="pause between two switches of one session, ms",
+    )
+    _socket_options(fanout)
+
+    idle = scenarios.add_parser(
+        "ws-idle",
+        help="server memory and CPU per idle WebSocket connection",
+        formatter_class=formatter,
+    )
+    _common(idle)
+    idle.add_argument("--sockets", type=_number(int, 1), default=10_000, help="sockets to open")
+    idle.add_argument(
+        "--sessions", type=_number(int, 1), default=100, help="sessions the sockets subscribe to"
+    )
+    idle.add_argument(
+        "--hold", type=_number(float, 0.001), default=10.0, help="seconds the sockets stay idle"
+    )
+    _socket_options(idle)
     return parser
 
 
-def _switch(args: argparse.Namespace, console: Console) -> None:
-    def config(base: BaseUrl, server_pid: int | None) -> SwitchConfig:
-        return SwitchConfig(
-            base=base,
-            sessions=args.sessions,
-            clients=args.clients,
-            duration_s=args.duration,
-            warmup_s=args.warmup,
-            participants=args.participants,
-            server_pid=server_pid,
-        )
+def _socket_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", type=_number(int, 1), default=100, help="sockets opened at a time"
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer permessage-deflate to the server",
+    )
 
+
+Scenario = Callable[[argparse.Namespace, BaseUrl, int | None, Console], msgspec.Struct]
+
+
+def _switch(
+    args: argparse.Namespace, base: BaseUrl, server_pid: int | None, console: Console
+) -> msgspec.Struct:
+    config = SwitchConfig(
+        base=base,
+        sessions=args.sessions,
+        clients=args.clients,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        participants=args.participants,
+        server_pid=server_pid,
+    )
+    return run(run_switch(config, console))
+
+
+def _fanout(
+    args: argparse.Namespace, base: BaseUrl, server_pid: int | None, console: Console
+) -> msgspec.Struct:
+    config = FanoutConfig(
+        base=base,
+        sessions=args.sessions,
+        subscribers=args.subscribers,
+        switches=args.switches,
+        interval_ms=args.interval_ms,
+        concurrency=args.concurrency,
+        compression=args.compression,
+        server_pid=server_pid,
+    )
+    return run(run_fanout(config, console))
+
+
+def _ws_idle(
+    args: argparse.Namespace, base: BaseUrl, server_pid: int | None, console: Console
+) -> msgspec.Struct:
+    config = WsIdleConfig(
+        base=base,
+        sockets=args.sockets,
+        sessions=args.sessions,
+        hold_s=args.hold,
+        concurrency=args.concurrency,
+        compression=args.compression,
+        server_pid=server_pid,
+    )
+    return run(run_ws_idle(config, console))
+
+
+SCENARIOS: dict[str, Scenario] = {"switch": _switch, "fanout": _fanout, "ws-idle": _ws_idle}
+
+
+def _run_scenario(args: argparse.Namespace, console: Console) -> None:
+    scenario = SCENARIOS[args.scenario]
+    # Before the private stack starts, so that it inherits the raised limit.
+    if args.scenario == "ws-idle":
+        check_fd_limit(args.sockets)
+    elif args.scenario == "fanout":
+        check_fd_limit(args.sessions * args.subscribers + args.sessions)
     if args.url is not None:
-        summary = run(run_switch(config(args.url, args.server_pid), console))
-        _emit(summary, args.json)
+        _emit(scenario(args, args.url, args.server_pid, console), args.json)
         return
     console.print("starting a private synckairos dev stack...")
     with DevStack.start() as stack:
         console.print(f"stack at {stack.url} (pid {stack.pid})")
-        summary = run(run_switch(config(parse_base_url(stack.url), stack.pid), console))
-        _emit(summary, args.json)
+        _emit(scenario(args, parse_base_url(stack.url), stack.pid, console), args.json)
 
 
 def _emit(summary: msgspec.Struct, path: Path | None) -> None:
@@ -117,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--server-pid needs --url (a private stack is measured automatically)")
     console = Console(stderr=True)
     try:
-        _switch(args, console)
-    except (StackError, SetupError, HttpError, OSError) as exc:
+        _run_scenario(args, console)
+    except (StackError, SetupError, HttpError, OSError, ConnectionClosed, InvalidHandshake) as exc:
         console.print("[red]error:[/]", escape(f"{type(exc).__name__}: {exc}"), highlight=False)
         return 1
     except KeyboardInterrupt:

@@ -11,6 +11,10 @@ exited and were reaped inside the tree is still counted. Without ``/proc`` or
 without a server pid the server figure is ``None``.
 
 The load generator's CPU is :func:`time.process_time` of this process.
+
+Memory: :func:`server_pids` picks the server's own processes out of its tree
+(everything but ``redis-server``) and :func:`total_rss_kb` sums their
+``VmRSS`` from ``/proc/PID/status``.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ __all__ = [
     "CLIENT_BOUND_PERCENT",
     "CpuSample",
     "CpuUsage",
+    "process_name",
+    "rss_kb",
     "sample",
+    "server_pids",
+    "total_rss_kb",
     "tree_cpu_seconds",
+    "tree_pids",
     "usage",
 ]
 
@@ -47,11 +56,8 @@ def _read_stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), sum(int(tick) for tick in fields[11:15])
 
 
-def tree_cpu_seconds(root_pid: int) -> float | None:
-    """Return the CPU seconds used so far by ``root_pid`` and its live descendants.
-
-    Returns ``None`` if the root process does not exist or ``/proc`` is unavailable.
-    """
+def _tree(root_pid: int) -> dict[int, int] | None:
+    """Return {pid: CPU ticks} of ``root_pid`` and its live descendants, or None."""
     root = _read_stat(root_pid)
     if root is None:
         return None
@@ -61,12 +67,69 @@ def tree_cpu_seconds(root_pid: int) -> float | None:
         if entry.isdigit() and (stat := _read_stat(int(entry))) is not None:
             children.setdefault(stat[0], []).append(int(entry))
             ticks[int(entry)] = stat[1]
-    total, pending = 0, [root_pid]
+    members: dict[int, int] = {}
+    pending = [root_pid]
     while pending:
         pid = pending.pop()
-        total += ticks.get(pid, 0)
+        members[pid] = ticks.get(pid, 0)
         pending.extend(children.get(pid, ()))
-    return total / os.sysconf("SC_CLK_TCK")
+    return members
+
+
+def tree_cpu_seconds(root_pid: int) -> float | None:
+    """Return the CPU seconds used so far by ``root_pid`` and its live descendants.
+
+    Returns ``None`` if the root process does not exist or ``/proc`` is unavailable.
+    """
+    members = _tree(root_pid)
+    if members is None:
+        return None
+    return sum(members.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(root_pid: int) -> list[int]:
+    """Return ``root_pid`` and its live descendants (empty if the root is gone)."""
+    return list(_tree(root_pid) or ())
+
+
+def process_name(pid: int) -> str | None:
+    """Return the ``comm`` name of ``pid`` (e.g. ``"redis-server"``), or None if gone."""
+    try:
+        with open(f"{_PROC}/{pid}/comm", "rb") as f:
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def server_pids(root_pid: int) -> list[int]:
+    """Return the members of the server's tree that are not a Redis server.
+
+    For ``synckairos dev`` that is the uvicorn process itself (its private
+    ``redis-server`` child is left out); for ``synckairos serve --workers N``
+    the supervisor and its workers.
+    """
+    return [
+        pid
+        for pid in tree_pids(root_pid)
+        if not (process_name(pid) or "redis-server").startswith("redis")
+    ]
+
+
+def rss_kb(pid: int) -> int | None:
+    """Return the resident set size (``VmRSS``) of ``pid`` in KiB, or None if gone."""
+    try:
+        with open(f"{_PROC}/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def total_rss_kb(pids: list[int]) -> int:
+    """Return the summed ``VmRSS`` of ``pids`` in KiB (processes gone count 0)."""
+    return sum(rss_kb(pid) or 0 for pid in pids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -34,16 +33,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from benchmarks import procstat
-from benchmarks.httpclient import BaseUrl, HttpConnection, HttpError, Response, encode_request
+from benchmarks.httpclient import BaseUrl, HttpConnection, HttpError, encode_request
+from benchmarks.sessions import JSON, SetupError, create_sessions, delete_sessions
 from benchmarks.stats import LatencySummary, summarize_latencies
 
 __all__ = ["SetupError", "SwitchConfig", "SwitchSummary", "run_switch"]
-
-#: Concurrent connections used to create, start and delete sessions.
-SETUP_CONNECTIONS = 16
-
-#: Bank of every participant and total time of every session, in ms (one hour).
-BANK_MS = 3_600_000
 
 #: Pause of a client after a transport error, so a dead server is not spun on.
 ERROR_BACKOFF_S = 0.01
@@ -51,13 +45,7 @@ ERROR_BACKOFF_S = 0.01
 #: Seconds between refreshes of the live progress line.
 REFRESH_S = 0.5
 
-JSON = "application/json"
-
 _NEVER = sys.maxsize
-
-
-class SetupError(RuntimeError):
-    """Raised by :func:`run_switch` when a session cannot be created or started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +108,7 @@ async def run_switch(config: SwitchConfig, console: Console) -> SwitchSummary:
         await _setup(config, session_ids, created, console)
         recorder, cpu = await _load(config, session_ids, console)
     finally:
-        await _cleanup(config.base, created, console)
+        await delete_sessions(config.base, created, console)
     summary = _summarize(config, recorder, cpu)
     if cpu.client_bound:
         console.print(
@@ -130,90 +118,11 @@ async def run_switch(config: SwitchConfig, console: Console) -> SwitchSummary:
     return summary
 
 
-async def _for_each(
-    base: BaseUrl,
-    items: Sequence[str],
-    action: Callable[[HttpConnection, str], Awaitable[None]],
-    console: Console,
-    description: str,
-) -> None:
-    """Await ``action(connection, item)`` for every item over SETUP_CONNECTIONS connections.
-
-    Shows a progress bar. The first exception stops all workers and is re-raised.
-    """
-    pending = iter(items)
-    with Progress(console=console) as progress:
-        task = progress.add_task(description, total=len(items))
-
-        async def worker() -> None:
-            connection = HttpConnection(base)
-            try:
-                for item in pending:
-                    await action(connection, item)
-                    progress.advance(task)
-            finally:
-                connection.close()
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(SETUP_CONNECTIONS, len(items))):
-                    group.create_task(worker())
-        except ExceptionGroup as errors:
-            raise errors.exceptions[0] from None
-
-
-def _expect(response: Response, status: int, what: str) -> None:
-    if response.status != status:
-        raise SetupError(
-            f"{what} returned {response.status}, expected {status}: {response.body[:500]!r}"
-        )
-
-
 async def _setup(
     config: SwitchConfig, session_ids: list[str], created: list[str], console: Console
 ) -> None:
     """Create and start every session; append each created id to ``created``."""
-
-    async def create_and_start(connection: HttpConnection, session_id: str) -> None:
-        body = {
-            "session_id": session_id,
-            "sync_mode": "per_participant",
-            "participants": [
-                {
-                    "participant_id": str(uuid.uuid4()),
-                    "participant_index": i,
-                    "total_time_ms": BANK_MS,
-                }
-                for i in range(config.participants)
-            ],
-            "total_time_ms": BANK_MS,
-            "increment_ms": 0,
-        }
-        response = await connection.request("POST", "/v1/sessions", msgspec.json.encode(body), JSON)
-        _expect(response, 201, "POST /v1/sessions")
-        created.append(session_id)
-        response = await connection.request("POST", f"/v1/sessions/{session_id}/start", b"")
-        _expect(response, 200, f"POST /v1/sessions/{session_id}/start")
-
-    await _for_each(config.base, session_ids, create_and_start, console, "setup")
-
-
-async def _cleanup(base: BaseUrl, session_ids: list[str], console: Console) -> None:
-    """Delete every session; report failures on the console."""
-    failures: Counter[str] = Counter()
-
-    async def delete(connection: HttpConnection, session_id: str) -> None:
-        try:
-            response = await connection.request("DELETE", f"/v1/sessions/{session_id}")
-        except (HttpError, OSError) as exc:
-            failures[type(exc).__name__] += 1
-            return
-        if response.status != 204:
-            failures[str(response.status)] += 1
-
-    await _for_each(base, session_ids, delete, console, "cleanup")
-    if failures:
-        console.print(f"[yellow]warning:[/] some deletions failed: {dict(failures)}")
+    await create_sessions(config.base, session_ids, created, config.participants, console)
 
 
 def _client_sessions(client: int, clients: int, session_ids: list[str]) -> list[str]:

@@ -90,7 +90,9 @@ class SocketConnection:
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._buffering = False
+        # Buffer from birth: changes that arrive before the first sync are
+        # held, then filtered by version, never sent ahead of the STATE_SYNC.
+        self._buffering = True
         self._pending: list[Delivery] = []
         self._repair_lock = asyncio.Lock()
         self._repair_task: asyncio.Task[None] | None = None
@@ -196,13 +198,19 @@ class SocketConnection:
 
     async def _background_repair(self) -> None:
         try:
-            await self.repair(self.last_version, self.epoch, full=self.last_version <= 0)
+            await self.repair(None, None, full=False)
         except Exception as exc:
             logger.warning("repair of a %s socket failed (%s); closing it", self.session_id, exc)
             self.close(CLOSE_TRY_AGAIN, "state store unavailable")
 
-    async def repair(self, since: int, epoch: str | None, *, full: bool) -> tuple[bool, int]:
+    async def repair(self, since: int | None, epoch: str | None, *, full: bool) -> tuple[bool, int]:
         """Send what the client misses after ``since``; returns (recovered, replayed).
+
+        Args:
+            since: the client's last version; None: what this connection last
+                sent (read under the lock, so queued repairs never overlap).
+            epoch: the client's epoch (None: not checked).
+            full: send a STATE_SYNC whatever the history holds.
 
         ``recovered`` is True when the missed versions were replayed from the
         history (or none were missed); False when a STATE_SYNC was sent
@@ -210,6 +218,9 @@ class SocketConnection:
         """
         async with self._repair_lock:
             self._buffering = True
+            if since is None:
+                since, epoch = self.last_version, self.epoch
+                full = full or since <= 0
             try:
                 return await self._repair(since, epoch, full)
             finally:

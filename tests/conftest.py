@@ -60,34 +60,62 @@ async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
     await store.close()
 
 
+#: Settings of the live server processes: a short history and send queue, so
+#: the tests can outrun them.
+LIVE_ENV = {
+    "SYNCKAIROS_LOG_LEVEL": "warning",
+    "SYNCKAIROS_HISTORY_MAXLEN": "50",
+    "SYNCKAIROS_WS_SEND_QUEUE": "64",
+}
+
+
+class ServerProcess:
+    """A real ``synckairos serve`` process (uvicorn, uvloop, httptools)."""
+
+    def __init__(self, redis_url: str, *extra_args: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "synckairos", "serve", "--port", str(self.port), *extra_args],
+            env={**os.environ, **LIVE_ENV, "SYNCKAIROS_REDIS_URL": redis_url, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"server did not start: {err}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 @pytest.fixture(scope="session")
 def live_server(redis_server: EmbeddedRedis) -> Iterator[str]:
-    """A real ``synckairos serve`` process (uvicorn, uvloop, httptools); yields its URL."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SYNCKAIROS_REDIS_URL": redis_server.url,
-        "SYNCKAIROS_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "synckairos", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            err = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"server did not start: {err}")
-        time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    """Node A: a real server process on the shared Redis; yields its base URL."""
+    server = ServerProcess(redis_server.url)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_b(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """Node B: a second, independent server process on the same Redis."""
+    server = ServerProcess(redis_server.url)
+    yield server.url
+    server.stop()

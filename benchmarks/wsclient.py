@@ -1,0 +1,357 @@
+"""WebSocket subscribers for the ``fanout`` and ``ws-idle`` scenarios.
+
+A :class:`Subscriber` is a ``websockets`` client connection
+(:class:`websockets.asyncio.client.ClientConnection`) whose receive path is cut
+to the minimum, because one Python process has to keep up with thousands of
+sockets:
+
+- incoming frames never go through ``recv()`` (no message queue, no coroutine
+  wake-up per message): :meth:`Subscriber.process_event`, called by the
+  connection's ``data_received`` for every frame parsed from the socket,
+  handles data frames itself;
+- each message is decoded with msgspec into a two-field struct
+  (:class:`Head`: ``type`` and ``version``), skipping the rest of the JSON;
+- a ``STATE_UPDATE`` appends ``(version, arrival_ns)`` to
+  :attr:`Subscriber.updates`, where ``arrival_ns`` is the
+  :func:`time.perf_counter_ns` read when the bytes carrying it were handed to
+  the connection (before any frame of that chunk was parsed).
+
+Control frames (ping, pong, close) and the opening handshake keep the library's
+behaviour. The hook relies on ``ClientConnection.process_event``, an internal
+method of websockets' asyncio implementation (checked with websockets 17).
+
+:func:`open_subscribers` opens many subscribers with bounded concurrency and a
+progress bar; each counts as open once the server's ``STATE_SYNC`` arrived.
+:func:`close_subscribers` closes them. :func:`raise_fd_limit` lifts this
+process's file-descriptor limit to its hard limit and :func:`check_fd_limit`
+fails early when the sockets would not fit in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
+
+from benchmarks.httpclient import BaseUrl
+from benchmarks.sessions import SetupError
+
+__all__ = [
+    "FD_MARGIN",
+    "Head",
+    "NoStateSyncError",
+    "OpenFailures",
+    "Subscriber",
+    "check_fd_limit",
+    "close_subscribers",
+    "open_subscribers",
+    "raise_fd_limit",
+    "ws_url",
+]
+
+#: Seconds allowed to open one socket and receive its STATE_SYNC.
+OPEN_TIMEOUT_S = 10.0
+
+#: Seconds allowed for the closing handshake of one socket before it is aborted.
+CLOSE_TIMEOUT_S = 2.0
+
+#: File descriptors kept free for everything that is not a subscriber.
+FD_MARGIN = 200
+
+#: Longest message accepted, in bytes (a state of 1,000 participants fits).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class Head(msgspec.Struct, gc=False):
+    """The two fields of a server message the benchmarks read; the rest is skipped."""
+
+    type: str = ""
+    version: int | None = None
+
+
+_decode_head: Callable[[Any], Head] = msgspec.json.Decoder(Head).decode
+
+
+def ws_url(base: BaseUrl, session_id: str) -> str:
+    """Return the WebSocket URL subscribing to ``session_id`` on ``base``'s server."""
+    return f"ws://{base.authority}{base.prefix}/ws?sessionId={session_id}"
+
+
+class Subscriber(ClientConnection):
+    """A client connection that records what the server pushes (see the module doc).
+
+    Created by :func:`open_subscribers`; do not call ``recv()`` on it (data
+    frames never reach the library's message queue).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tag = -1
+        """Caller's label, e.g. the index of the session subscribed to."""
+        self.synced: asyncio.Future[int] = self.loop.create_future()
+        """Resolves to the STATE_SYNC version; fails if the server refuses or closes."""
+        self.synced.add_done_callback(_consume)
+        self.updates: list[tuple[int, int]] = []
+        """``(version, arrival perf_counter_ns)`` of every STATE_UPDATE, in arrival order."""
+        self.fresh = 0
+        """Distinct STATE_UPDATE versions received (progress of a run)."""
+        self.other: Counter[str] = Counter()
+        """Messages other than CONNECTED, STATE_SYNC and STATE_UPDATE, by type."""
+        self._seen: set[int] = set()
+        self._fragments: bytearray | None = None
+        self._arrival_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self._arrival_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+    def process_event(self, event: Event) -> None:
+        if self.response is None or not isinstance(event, Frame):
+            super().process_event(event)  # opening handshake
+            return
+        opcode = event.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not event.fin:
+                self._fragments = bytearray(event.data)
+                return
+            self._message(event.data)
+        elif opcode is Opcode.CONT:
+            # The protocol layer rejects a continuation without a first fragment.
+            fragments = self._fragments
+            if fragments is not None:
+                fragments += event.data
+                if event.fin:
+                    self._fragments = None
+                    self._message(fragments)
+        else:
+            super().process_event(event)  # ping, pong, close
+
+    def _message(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            head = _decode_head(data)
+        except msgspec.DecodeError:
+            self.other["<undecodable>"] += 1
+            return
+        kind = head.type
+        version = head.version
+        if kind == "STATE_UPDATE" and version is not None:
+            self.updates.append((version, self._arrival_ns))
+            if version not in self._seen:
+                self._seen.add(version)
+                self.fresh += 1
+        elif kind == "STATE_SYNC" and version is not None:
+            if not self.synced.done():
+                self.synced.set_result(version)
+        elif kind != "CONNECTED":
+            self.other[kind] += 1
+            if kind == "ERROR" and not self.synced.done():
+                detail = bytes(data[:300]).decode(errors="replace")
+                self.synced.set_exception(ConnectionError(f"server sent {detail}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.synced.done():
+            self.synced.set_exception(self.protocol.close_exc)
+
+    @property
+    def is_open(self) -> bool:
+        """True while the connection is open (no close started by either side)."""
+        return self.state is State.OPEN
+
+
+def _consume(future: asyncio.Future[int]) -> None:
+    """Retrieve a failure nobody awaited, so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
+
+
+class NoStateSyncError(TimeoutError):
+    """Raised by :func:`open_subscribers` when a socket opened but no STATE_SYNC came."""
+
+
+async def _open(url: str, compression: bool) -> Subscriber:
+    """Open one subscriber and wait for its STATE_SYNC (OPEN_TIMEOUT_S in all)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OPEN_TIMEOUT_S
+    async with asyncio.timeout_at(deadline):
+        connection = cast(
+            Subscriber,
+            await connect(
+                url,
+                create_connection=Subscriber,
+                compression="deflate" if compression else None,
+                proxy=None,
+                ping_interval=None,
+                close_timeout=CLOSE_TIMEOUT_S,
+                max_size=MAX_MESSAGE_BYTES,
+            ),
+        )
+    try:
+        async with asyncio.timeout_at(deadline):
+            await connection.synced
+    except TimeoutError:
+        connection.transport.abort()
+        raise NoStateSyncError(
+            f"no STATE_SYNC within {OPEN_TIMEOUT_S:g} s of connecting (does the session exist?)"
+        ) from None
+    except BaseException:
+        connection.transport.abort()
+        raise
+    return connection
+
+
+@dataclass(slots=True)
+class OpenFailures:
+    """Sockets that could not be opened, by cause."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    first: str | None = None
+    """Description of the first failure."""
+
+    def add(self, exc: BaseException) -> None:
+        """Count ``exc`` and remember it if it is the first."""
+        self.counts[_describe(exc)] += 1
+        if self.first is None:
+            self.first = f"{type(exc).__name__}: {exc}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        code = exc.rcvd.code if exc.rcvd is not None else "none"
+        return f"closed {code}"
+    if isinstance(exc, NoStateSyncError):
+        return "no STATE_SYNC"
+    if isinstance(exc, InvalidHandshake):
+        return type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__} errno {exc.errno}"
+    return type(exc).__name__
+
+
+async def open_subscribers(
+    targets: Sequence[tuple[int, str]],
+    opened: list[Subscriber],
+    *,
+    concurrency: int,
+    compression: bool,
+    console: Console,
+    stop_on_error: bool,
+) -> OpenFailures:
+    """Open a subscriber per ``(tag, url)`` target, ``concurrency`` at a time.
+
+    Every subscriber that opened is appended to ``opened`` (also when this
+    raises, so the caller can close them) with its ``tag`` set. Shows a
+    progress bar.
+
+    Args:
+        stop_on_error: stop at the first failure (raise it) instead of counting
+            failures and going on.
+
+    Raises:
+        InvalidURI: a URL is malformed (always raised).
+        Exception: with ``stop_on_error``, the first failure.
+    """
+    failures = OpenFailures()
+    pending = iter(targets)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("opening sockets", total=len(targets), failed=0)
+
+        async def worker() -> None:
+            for tag, url in pending:
+                try:
+                    subscriber = await _open(url, compression)
+                except InvalidURI:
+                    raise
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                    if stop_on_error:
+                        raise
+                    failures.add(exc)
+                    progress.update(task, failed=sum(failures.counts.values()))
+                else:
+                    subscriber.tag = tag
+                    opened.append(subscriber)
+                progress.advance(task)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(concurrency, len(targets))):
+                    group.create_task(worker())
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+    return failures
+
+
+async def close_subscribers(
+    subscribers: Sequence[Subscriber], *, concurrency: int, console: Console
+) -> None:
+    """Close every subscriber (closing handshake, abort after CLOSE_TIMEOUT_S)."""
+    if not subscribers:
+        return
+    pending = iter(subscribers)
+    with Progress(console=console) as progress:
+        task = progress.add_task("closing sockets", total=len(subscribers))
+
+        async def worker() -> None:
+            for subscriber in pending:
+                with contextlib.suppress(OSError, ConnectionClosed):
+                    await subscriber.close()
+                progress.advance(task)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, len(subscribers))):
+                group.create_task(worker())
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the new soft limit.
+
+    Processes started afterwards (e.g. the private stack) inherit it. An
+    unlimited soft limit is returned as :data:`sys.maxsize`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
+
+
+def check_fd_limit(descriptors: int) -> int:
+    """Raise the file-descriptor limit and check that ``descriptors`` more fit in it.
+
+    Returns the limit. Call before starting a private stack, so the stack
+    inherits it.
+
+    Raises:
+        SetupError: ``descriptors`` + FD_MARGIN exceed the (raised) limit.
+    """
+    limit = raise_fd_limit()
+    needed = descriptors + FD_MARGIN
+    if needed > limit:
+        raise SetupError(
+            f"{descriptors} connections need about {needed} file descriptors, but this process "
+            f"may open only {limit} (`ulimit -Hn` caps it); raise the hard limit (e.g. "
+            f"`ulimit -n {needed}` as root, or in /etc/security/limits.conf) or open fewer sockets"
+        )
+    return limit
