@@ -381,6 +381,7 @@ def test_an_unreachable_redis_answers_503_and_ready_fails(clock: FakeClock):
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["status"] == "not_ready" and ready.json()["redis"] == "down"
+        assert ready.json()["pubsub"] == "down"
         assert client.get("/health").status_code == 200
 
 

@@ -340,3 +340,40 @@ async def test_workers_share_one_redis(redis_server: EmbeddedRedis):
                 await ws.close()
     finally:
         server.stop()
+
+
+async def test_a_socket_that_never_answers_pings_is_dropped(redis_server: EmbeddedRedis):
+    server = ServerProcess(
+        redis_server.url, SYNCKAIROS_WS_PING_INTERVAL_S="1", SYNCKAIROS_WS_PING_TIMEOUT_S="1"
+    )
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            sid = await _session(http)
+            host, port = server.url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                (
+                    f"GET /ws?sessionId={sid} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            await writer.drain()
+            assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+            gauge = "synckairos_ws_open_sockets 1.0"
+            assert gauge in (await http.get("/metrics")).text
+
+            # Read (so TCP flows) but never answer the server's pings.
+            async def drain() -> None:
+                while await reader.read(65536):
+                    pass
+
+            await asyncio.wait_for(drain(), 10)  # returns when the server hangs up
+            for _ in range(50):
+                if "synckairos_ws_open_sockets 0.0" in (await http.get("/metrics")).text:
+                    break
+                await asyncio.sleep(0.1)
+            assert "synckairos_ws_open_sockets 0.0" in (await http.get("/metrics")).text
+            writer.close()
+    finally:
+        server.stop()
