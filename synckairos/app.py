@@ -31,6 +31,7 @@ from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
+from synckairos.scheduler import DeadlineScheduler
 from synckairos.store.redis import RedisStore
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
 
@@ -117,16 +118,34 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             prefix=settings.key_prefix,
             subscribe_timeout=settings.subscribe_timeout_s,
         )
-        app.state.node = Node(store, clock=clock, commit_retries=settings.commit_retries)
+        node = Node(store, clock=clock, commit_retries=settings.commit_retries)
+        app.state.node = node
         app.state.hub = hub
         app.state.listener = listener
         listening = asyncio.create_task(listener.run(), name="pubsub-listener")
+        scheduler: DeadlineScheduler | None = None
+        scheduling: asyncio.Task[None] | None = None
+        if settings.scheduler:
+            scheduler = DeadlineScheduler(
+                node,
+                store,
+                lease_ms=settings.deadline_lease_ms,
+                max_idle_s=settings.scheduler_max_idle_ms / 1000,
+            )
+            node.on_deadline = scheduler.notify
+            scheduling = asyncio.create_task(scheduler.run(), name="deadline-scheduler")
+        app.state.scheduler = scheduler
         if not await store.ping():
             logger.warning("Redis at %s is not answering yet", url)
         _close_sockets_before_shutdown(hub)
         try:
             yield
         finally:
+            if scheduler is not None and scheduling is not None:
+                await scheduler.stop()
+                scheduling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduling
             await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
             listener.stop()
             listening.cancel()

@@ -59,11 +59,24 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_SUBSCRIBE_TIMEOUT_S``: how long a new socket waits for Redis to
     #: confirm its subscription before it is closed with 1013.
     subscribe_timeout_s: int = 10
+    #: ``SYNCKAIROS_SCHEDULER``: run the deadline scheduler in this process (on/off).
+    scheduler: bool = True
+    #: ``SYNCKAIROS_DEADLINE_LEASE_MS``: how long a node's claim on a due deadline
+    #: holds; if the node dies, another fires the timeout after this.
+    deadline_lease_ms: int = 5_000
+    #: ``SYNCKAIROS_SCHEDULER_MAX_IDLE_MS``: longest the scheduler sleeps without
+    #: looking for deadlines committed by other nodes.
+    scheduler_max_idle_ms: int = 1_000
 
 
 def _cast(name: str, raw: str, default: object) -> object:
     if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"SYNCKAIROS_{name.upper()} must be on or off, got {raw!r}")
     if isinstance(default, int):
         try:
             return int(raw)
@@ -101,6 +114,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "ws_ping_timeout_s",
         "ws_max_message_bytes",
         "subscribe_timeout_s",
+        "deadline_lease_ms",
+        "scheduler_max_idle_ms",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")

@@ -10,13 +10,17 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACTIVE_SESSIONS",
+    "CLAIMS_LOST",
     "COMMITS",
     "CONFLICTS",
     "DEADLINES",
+    "FIRING_LAG",
     "OUTBOX_DROPPED",
     "OUTBOX_LENGTH",
     "PUBSUB_RESUBSCRIBES",
     "REQUEST_LATENCY",
+    "SCHEDULER_ERRORS",
+    "TIMEOUTS_FIRED",
     "WS_DELIVERY_LATENCY",
     "WS_MESSAGES_SENT",
     "WS_OPEN",
@@ -66,4 +70,22 @@ WS_RESYNCS = Counter(
 PUBSUB_RESUBSCRIBES = Counter(
     "synckairos_pubsub_resubscribes_total",
     "Session channels re-subscribed after a pub/sub reconnect (each triggers a catch-up).",
+)
+
+TIMEOUTS_FIRED = Counter(
+    "synckairos_timeouts_fired_total",
+    "Timeouts committed by the scheduler, by resulting event type.",
+    ["event"],
+)
+FIRING_LAG = Histogram(
+    "synckairos_timeout_firing_lag_seconds",
+    "Commit time of a timeout minus its deadline.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+CLAIMS_LOST = Counter(
+    "synckairos_deadline_claims_lost_total",
+    "Claimed deadlines with nothing to fire (a command or another node got there first).",
+)
+SCHEDULER_ERRORS = Counter(
+    "synckairos_scheduler_errors_total", "Scheduler iterations or firings that failed (retried)."
 )

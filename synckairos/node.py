@@ -86,6 +86,8 @@ class Node:
         self.clock = clock
         """Returns the current server time in epoch ms. The only clock read."""
         self.commit_retries = commit_retries
+        self.on_deadline: Callable[[int], None] | None = None
+        """Called with each deadline this node commits (wakes the local scheduler)."""
 
     async def load(self, session_id: str) -> tuple[SessionState, str]:
         """Return the session's state and history epoch.
@@ -157,6 +159,43 @@ class Node:
                 )
             state, _ = await self.load(session_id)
 
+    async def fire_timeouts(self, session_id: str) -> list[tuple[Transition, int]]:
+        """Apply every timeout of the session that is due now, each as of its deadline.
+
+        Called by the scheduler after it claimed the session's deadline. Each
+        timeout is its own version-checked commit, so a command that won the
+        race is honoured and the timeout is recomputed from the new state (and
+        usually no longer due). Deadlines that passed while no node ran (a
+        restart) fire here one after another, each computed as of its deadline.
+
+        Returns:
+            ``(transition, lag_ms)`` for each committed timeout, where lag is
+            commit time minus deadline. Empty when nothing was due any more.
+        """
+        fired: list[tuple[Transition, int]] = []
+        stored = await self.store.load(session_id)
+        if stored is None:
+            return fired
+        state = _state_decoder.decode(stored.state_json)
+        races = 0
+        while True:
+            now = self.clock()
+            deadline = state.deadline_ms
+            if deadline is None or deadline > now:
+                return fired
+            if len(fired) >= MAX_CATCH_UP:
+                raise StoreUnavailable("too many overdue timeouts to apply")
+            transition = apply(state, Timeout(), now)
+            if await self._commit(state.version, transition, now) is not None:
+                fired.append((transition, now - deadline))
+                state = transition.state
+                continue
+            races += 1
+            metrics.CONFLICTS.labels("retry").inc()
+            if races >= self.commit_retries:
+                raise StoreUnavailable("the session changed too often to apply its timeout")
+            state, _ = await self.load(session_id)
+
     async def delete(self, session_id: str, expected_version: int | None = None) -> None:
         """Delete the session and announce it to its subscribers.
 
@@ -188,6 +227,8 @@ class Node:
         if not result.committed:
             return None
         metrics.COMMITS.labels(transition.event.type).inc()
+        if state.deadline_ms is not None and self.on_deadline is not None:
+            self.on_deadline(state.deadline_ms)
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 

@@ -102,6 +102,12 @@ class Store(Protocol):
         """Read, atomically, the session's state and its changes after ``since``."""
         ...
 
+    async def claim_due(
+        self, now: int, limit: int, lease_ms: int
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        """Claim due deadlines for a lease; returns them and the next pending one."""
+        ...
+
     async def ping(self) -> bool:
         """True when the store answers."""
         ...

@@ -76,6 +76,7 @@ class RedisStore:
         self.active_key = f"{prefix}:active"
         self._commit = client.register_script(_SCRIPTS["session_commit"])
         self._delete = client.register_script(_SCRIPTS["session_delete"])
+        self._claim = client.register_script(_SCRIPTS["deadline_claim"])
 
     def keys(self, session_id: str) -> SessionKeys:
         """Return the key names of ``session_id``."""
@@ -203,6 +204,22 @@ class RedisStore:
             return HistorySlice(b"", 0, "", [])
         changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
         return HistorySlice(state, int(version), epoch.decode(), changes)
+
+    async def claim_due(
+        self, now: int, limit: int, lease_ms: int
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        """Claim up to ``limit`` deadlines due at ``now`` for ``lease_ms``.
+
+        Returns:
+            The claimed ``(session_id, deadline)`` pairs, and the earliest
+            deadline still pending (None when there is none).
+        """
+        reply = await self._call(
+            self._claim(keys=[self.deadlines_key], args=[now, limit, lease_ms])
+        )
+        upcoming = int(float(reply[0])) if reply[0] not in (b"", "") else None
+        claimed = [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(1, len(reply), 2)]
+        return claimed, upcoming
 
     async def ping(self) -> bool:
         """True when Redis answers PING."""
