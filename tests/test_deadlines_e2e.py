@@ -59,7 +59,7 @@ async def _next_timeout(ws: ClientConnection, wait_s: float = 5.0) -> dict[str, 
 
 async def _audit_types(redis_url: str, sid: str, prefix: str = "sk") -> Counter[str]:
     client = aioredis.Redis.from_url(redis_url)
-    entries = await client.xrange(f"{prefix}:outbox")
+    entries: Any = await client.xrange(f"{prefix}:outbox")
     await client.aclose()
     return Counter(f[b"t"].decode() for _, f in entries if f[b"sid"].decode() == sid)
 
