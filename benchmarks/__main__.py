@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks {switch,fanout,ws-idle} [options]``.
+"""Command line: ``python -m benchmarks {switch,fanout,ws-idle,deadlines} [options]``.
 
 Prints the run's JSON summary on stdout (and to ``--json PATH``), progress and
 warnings on stderr. Exit status: 0 on success, 1 when the stack or the setup
@@ -8,6 +8,7 @@ failed, 2 on bad arguments, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,16 @@ from rich.console import Console
 from rich.markup import escape
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from benchmarks.deadlines import (
+    DEFAULT_CONCURRENCY,
+    LEAD_MARGIN_S,
+    SETUP_RATE_ESTIMATE,
+    DeadlinesConfig,
+    run_deadlines,
+)
 from benchmarks.fanout import FanoutConfig, run_fanout
 from benchmarks.httpclient import BaseUrl, HttpError, parse_base_url, run
-from benchmarks.sessions import SetupError
+from benchmarks.sessions import SETUP_CONNECTIONS, SetupError
 from benchmarks.stack import DevStack, StackError
 from benchmarks.switch import SwitchConfig, run_switch
 from benchmarks.ws_idle import WsIdleConfig, run_ws_idle
@@ -50,17 +58,28 @@ def _url(text: str) -> BaseUrl:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """Add the options every scenario has: --url, --json, --server-pid."""
+def _common(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """Add the options every scenario has: --url, --json, --server-pid.
+
+    With ``several``, --url and --server-pid may be repeated (one per node) and
+    are lists.
+    """
+    action = "append" if several else "store"
+    more = " (repeat it for each node)" if several else ""
     parser.add_argument(
-        "--url", type=_url, help="server base URL; default: start a private `synckairos dev` stack"
+        "--url",
+        type=_url,
+        action=action,
+        help=f"server base URL{more}; default: start a private `synckairos dev` stack",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
     parser.add_argument(
         "--server-pid",
         type=_number(int, 1),
+        action=action,
         metavar="PID",
-        help="with --url: root pid of the server's process tree, for server CPU %% and memory",
+        help=f"with --url: root pid of the server's process tree{more}, for server CPU %% "
+        "and memory",
     )
 
 
@@ -119,6 +138,47 @@ def _parser() -> argparse.ArgumentParser:
         "--hold", type=_number(float, 0.001), default=10.0, help="seconds the sockets stay idle"
     )
     _socket_options(idle)
+
+    deadlines = scenarios.add_parser(
+        "deadlines",
+        help="server-side timer expiry: lateness, misses and duplicates seen by subscribers",
+        formatter_class=formatter,
+    )
+    _common(deadlines, several=True)
+    deadlines.add_argument(
+        "--sessions", type=_number(int, 1), default=1000, help="sessions (one timer each)"
+    )
+    deadlines.add_argument(
+        "--window-s",
+        type=_number(float, 0),
+        default=10.0,
+        help="seconds over which the deadlines are spread uniformly",
+    )
+    deadlines.add_argument(
+        "--lead-s",
+        type=_number(float, 1),
+        help="seconds from the start of setup to the first deadline (default: "
+        f"{LEAD_MARGIN_S:g} + sessions / {SETUP_RATE_ESTIMATE:g}, i.e. the "
+        f"estimated setup time + {LEAD_MARGIN_S:g} s)",
+    )
+    deadlines.add_argument(
+        "--nodes",
+        type=_number(int, 1, 16),
+        help="server nodes on one Redis: private ones started, or the number of --url "
+        "(default: 1, or the number of --url)",
+    )
+    deadlines.add_argument(
+        "--samples",
+        type=Path,
+        metavar="CSV",
+        help="also write one line per session: deadline, arrival, server ts",
+    )
+    deadlines.add_argument(
+        "--concurrency",
+        type=_number(int, 1),
+        default=DEFAULT_CONCURRENCY,
+        help="sockets opened at a time",
+    )
     return parser
 
 
@@ -185,7 +245,47 @@ def _ws_idle(
 SCENARIOS: dict[str, Scenario] = {"switch": _switch, "fanout": _fanout, "ws-idle": _ws_idle}
 
 
+def _deadlines(
+    args: argparse.Namespace, bases: list[BaseUrl], server_pids: list[int], console: Console
+) -> msgspec.Struct:
+    config = DeadlinesConfig(
+        bases=tuple(bases),
+        sessions=args.sessions,
+        window_s=args.window_s,
+        lead_s=args.lead_s,
+        concurrency=args.concurrency,
+        server_pids=tuple(server_pids),
+        samples_path=args.samples,
+    )
+    return run(run_deadlines(config, console))
+
+
+def _run_deadlines(args: argparse.Namespace, console: Console) -> None:
+    """Run ``deadlines`` on the given nodes, or on ``--nodes`` private ones sharing one Redis."""
+    nodes = args.nodes or (len(args.url) if args.url else 1)
+    check_fd_limit(args.sessions + SETUP_CONNECTIONS * nodes)
+    if args.url:
+        _emit(_deadlines(args, args.url, args.server_pid or [], console), args.json)
+        return
+    console.print(f"starting a private synckairos dev stack{' and more nodes' * (nodes > 1)}...")
+    with contextlib.ExitStack() as stacks:
+        first = stacks.enter_context(DevStack.start())
+        started = [first]
+        if nodes > 1:
+            redis_url = first.redis_url()
+            for _ in range(nodes - 1):
+                # Entered after the first: stopped before it (and its Redis).
+                started.append(stacks.enter_context(DevStack.start_node(redis_url)))
+        for i, stack in enumerate(started):
+            console.print(f"node {i} at {stack.url} (pid {stack.pid})")
+        bases = [parse_base_url(stack.url) for stack in started]
+        _emit(_deadlines(args, bases, [stack.pid for stack in started], console), args.json)
+
+
 def _run_scenario(args: argparse.Namespace, console: Console) -> None:
+    if args.scenario == "deadlines":
+        _run_deadlines(args, console)
+        return
     scenario = SCENARIOS[args.scenario]
     # Before the private stack starts, so that it inherits the raised limit.
     if args.scenario == "ws-idle":
@@ -216,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.server_pid is not None and args.url is None:
         parser.error("--server-pid needs --url (a private stack is measured automatically)")
+    if args.scenario == "deadlines" and args.url and args.nodes not in (None, len(args.url)):
+        parser.error(f"--nodes {args.nodes} does not match the {len(args.url)} --url given")
     console = Console(stderr=True)
     try:
         _run_scenario(args, console)

@@ -12,6 +12,10 @@ without a server pid the server figure is ``None``.
 
 The load generator's CPU is :func:`time.process_time` of this process.
 
+The machine's CPU (:func:`host_cpu_seconds`) is the busy time of all cores
+from ``/proc/stat``: what the server, the load generator and any neighbour
+used together. On a shared box, host - server - client is the neighbours'.
+
 Memory: :func:`server_pids` picks the server's own processes out of its tree
 (everything but ``redis-server``) and :func:`total_rss_kb` sums their
 ``VmRSS`` from ``/proc/PID/status``.
@@ -21,12 +25,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
     "CLIENT_BOUND_PERCENT",
     "CpuSample",
     "CpuUsage",
+    "host_cpu_seconds",
     "process_name",
     "rss_kb",
     "sample",
@@ -87,6 +93,20 @@ def tree_cpu_seconds(root_pid: int) -> float | None:
     return sum(members.values()) / os.sysconf("SC_CLK_TCK")
 
 
+def host_cpu_seconds() -> float | None:
+    """Return the CPU seconds all cores spent busy since boot, or None without ``/proc``.
+
+    Busy is user + nice + system + irq + softirq (not idle, iowait or steal).
+    """
+    try:
+        with open(f"{_PROC}/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_pids(root_pid: int) -> list[int]:
     """Return ``root_pid`` and its live descendants (empty if the root is gone)."""
     return list(_tree(root_pid) or ())
@@ -142,6 +162,8 @@ class CpuSample:
     """:func:`time.process_time` of this process."""
     server_cpu_s: float | None
     """:func:`tree_cpu_seconds` of the server, or None if unknown."""
+    host_cpu_s: float | None = None
+    """:func:`host_cpu_seconds`: all processes of the machine, or None if unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,15 @@ class CpuUsage:
     wall_s: float
     client_percent: float
     server_percent: float | None
+    host_percent: float | None = None
+    """Busy time of the whole machine (all cores, all processes)."""
+
+    @property
+    def others_percent(self) -> float | None:
+        """``host - server - client``: what other processes used, if both are known."""
+        if self.host_percent is None or self.server_percent is None:
+            return None
+        return round(max(0.0, self.host_percent - self.server_percent - self.client_percent), 1)
 
     @property
     def client_bound(self) -> bool:
@@ -158,10 +189,19 @@ class CpuUsage:
         return self.client_percent > CLIENT_BOUND_PERCENT
 
 
-def sample(server_pid: int | None) -> CpuSample:
-    """Read the wall clock, this process's CPU time and the server tree's CPU time."""
-    server = None if server_pid is None else tree_cpu_seconds(server_pid)
-    return CpuSample(time.perf_counter_ns(), time.process_time(), server)
+def sample(server_pid: int | Sequence[int] | None) -> CpuSample:
+    """Read the wall clock, this process's CPU time and the server's CPU time.
+
+    ``server_pid`` is the root of the server's process tree, or several roots
+    (e.g. one per node) whose trees are summed; the server figure is ``None``
+    when there is none or any of them is gone.
+    """
+    roots = [server_pid] if isinstance(server_pid, int) else list(server_pid or ())
+    server: float | None = None
+    if roots:
+        trees = [tree_cpu_seconds(root) for root in roots]
+        server = None if None in trees else sum(t for t in trees if t is not None)
+    return CpuSample(time.perf_counter_ns(), time.process_time(), server, host_cpu_seconds())
 
 
 def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
@@ -171,4 +211,7 @@ def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
     if start.server_cpu_s is not None and end.server_cpu_s is not None and wall_s > 0:
         server = round((end.server_cpu_s - start.server_cpu_s) / wall_s * 100, 1)
     client = round((end.own_cpu_s - start.own_cpu_s) / wall_s * 100, 1) if wall_s > 0 else 0.0
-    return CpuUsage(wall_s, client, server)
+    host = None
+    if start.host_cpu_s is not None and end.host_cpu_s is not None and wall_s > 0:
+        host = round((end.host_cpu_s - start.host_cpu_s) / wall_s * 100, 1)
+    return CpuUsage(wall_s, client, server, host)

@@ -53,9 +53,13 @@ async def for_each(
     action: Callable[[HttpConnection, str], Awaitable[None]],
     console: Console,
     description: str,
+    *,
+    route: Callable[[str], BaseUrl] | None = None,
 ) -> None:
-    """Await ``action(connection, item)`` for every item over SETUP_CONNECTIONS connections.
+    """Await ``action(connection, item)`` for every item over SETUP_CONNECTIONS workers.
 
+    Items are taken in order. Each worker has one keep-alive connection per
+    server: to ``base``, or with ``route``, to ``route(item)`` (several nodes).
     Shows a progress bar. The first exception stops all workers and is re-raised.
     """
     pending = iter(items)
@@ -63,13 +67,18 @@ async def for_each(
         task = progress.add_task(description, total=len(items))
 
         async def worker() -> None:
-            connection = HttpConnection(base)
+            connections: dict[BaseUrl, HttpConnection] = {}
             try:
                 for item in pending:
+                    target = base if route is None else route(item)
+                    connection = connections.get(target)
+                    if connection is None:
+                        connection = connections[target] = HttpConnection(target)
                     await action(connection, item)
                     progress.advance(task)
             finally:
-                connection.close()
+                for connection in connections.values():
+                    connection.close()
 
         try:
             async with asyncio.TaskGroup() as group:

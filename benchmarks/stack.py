@@ -5,6 +5,11 @@ loopback port (it starts its own redis-server and the HTTP server), waits until
 ``GET /health`` answers 200, and yields. On exit it sends SIGTERM, waits up to
 :data:`STOP_TIMEOUT_S`, then SIGKILLs the child's whole process group.
 
+More nodes on the same Redis: ``DevStack.start_node(stack.redis_url())`` runs
+``python -m synckairos serve`` on another free port with
+``SYNCKAIROS_REDIS_URL`` pointing at the first stack's private Redis (read from
+the line ``private Redis      redis://...`` that ``dev`` prints on stderr).
+
 The child runs with rate limiting off and warning-level logs (:data:`CHILD_ENV`);
 its stdout and stderr go to a temporary file whose tail is quoted in
 :class:`StackError` when the stack fails to start or dies before it is stopped.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +45,9 @@ STOP_TIMEOUT_S = 10.0
 LOG_TAIL_BYTES = 4000
 
 HOST = "127.0.0.1"
+
+#: The line of ``synckairos dev``'s output that names its private Redis.
+_REDIS_LINE = re.compile(rb"^private Redis\s+(redis://\S+)", re.MULTILINE)
 
 
 class StackError(RuntimeError):
@@ -83,13 +92,30 @@ class DevStack:
 
     @classmethod
     def start(cls) -> DevStack:
-        """Start the stack and wait until it is healthy.
+        """Start ``synckairos dev`` (private Redis + server) and wait until it is healthy.
 
         Raises:
             StackError: the child exited or was not healthy within START_TIMEOUT_S.
         """
+        return cls._start("dev", {})
+
+    @classmethod
+    def start_node(cls, redis_url: str) -> DevStack:
+        """Start ``synckairos serve`` on ``redis_url`` and wait until it is healthy.
+
+        The node shares the state (and the deadlines) of every other node on
+        that Redis. Stop it before the stack that owns the Redis.
+
+        Raises:
+            StackError: the child exited or was not healthy within START_TIMEOUT_S.
+        """
+        return cls._start("serve", {"SYNCKAIROS_REDIS_URL": redis_url})
+
+    @classmethod
+    def _start(cls, subcommand: str, env: dict[str, str]) -> DevStack:
         port = _free_port()
-        command = [sys.executable, "-m", "synckairos", "dev", "--host", HOST, "--port", str(port)]
+        command = [sys.executable, "-m", "synckairos", subcommand, "--host", HOST]
+        command += ["--port", str(port)]
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         try:
             process = subprocess.Popen(
@@ -97,7 +123,7 @@ class DevStack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, **CHILD_ENV},
+                env={**os.environ, **CHILD_ENV, **env},
                 start_new_session=True,
             )
         except BaseException:
@@ -116,6 +142,23 @@ class DevStack:
                 raise StackError(failure)
             time.sleep(0.1)
         return stack
+
+    def redis_url(self) -> str:
+        """Return the URL of the private Redis that ``synckairos dev`` printed.
+
+        Raises:
+            StackError: the output names no private Redis (e.g. the environment
+                already had ``SYNCKAIROS_REDIS_URL``, so ``dev`` used that one).
+        """
+        fd = self.log.fileno()
+        head = os.pread(fd, 64 * 1024, 0)  # the banner comes first
+        match = _REDIS_LINE.search(head)
+        if match is None:
+            explicit = os.environ.get("SYNCKAIROS_REDIS_URL")
+            if explicit:
+                return explicit
+            raise StackError(self.describe_failure("printed no private Redis URL"))
+        return match.group(1).decode()
 
     def log_tail(self) -> str:
         """Return the last LOG_TAIL_BYTES of the child's output."""

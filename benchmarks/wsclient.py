@@ -16,12 +16,18 @@ sockets:
   :func:`time.perf_counter_ns` read when the bytes carrying it were handed to
   the connection (before any frame of that chunk was parsed).
 
+Scenarios that need other fields subclass :class:`Subscriber` and override
+:meth:`Subscriber.handle_message` (and :attr:`Subscriber.clock` /
+:attr:`Subscriber.ready_message`), then pass the subclass to
+:func:`open_subscribers`.
+
 Control frames (ping, pong, close) and the opening handshake keep the library's
 behaviour. The hook relies on ``ClientConnection.process_event``, an internal
 method of websockets' asyncio implementation (checked with websockets 17).
 
 :func:`open_subscribers` opens many subscribers with bounded concurrency and a
-progress bar; each counts as open once the server's ``STATE_SYNC`` arrived.
+progress bar; each counts as open once the server's ``STATE_SYNC`` arrived (its
+:attr:`Subscriber.ready_message`).
 :func:`close_subscribers` closes them. :func:`raise_fd_limit` lifts this
 process's file-descriptor limit to its hard limit and :func:`check_fd_limit`
 fails early when the sockets would not fit in it.
@@ -37,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import msgspec
 from rich.console import Console
@@ -98,12 +104,18 @@ class Subscriber(ClientConnection):
     frames never reach the library's message queue).
     """
 
+    clock = staticmethod(time.perf_counter_ns)
+    """Clock read when bytes arrive (the ``arrival`` of every message they carry)."""
+    ready_message: ClassVar[str] = "STATE_SYNC"
+    """Message type whose arrival resolves :attr:`synced`; named in timeout errors."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tag = -1
         """Caller's label, e.g. the index of the session subscribed to."""
         self.synced: asyncio.Future[int] = self.loop.create_future()
-        """Resolves to the STATE_SYNC version; fails if the server refuses or closes."""
+        """Resolves to the STATE_SYNC version (see :attr:`ready_message`); fails if the
+        server refuses or closes."""
         self.synced.add_done_callback(_consume)
         self.updates: list[tuple[int, int]] = []
         """``(version, arrival perf_counter_ns)`` of every STATE_UPDATE, in arrival order."""
@@ -115,8 +127,13 @@ class Subscriber(ClientConnection):
         self._fragments: bytearray | None = None
         self._arrival_ns = 0
 
+    @property
+    def arrival_ns(self) -> int:
+        """:attr:`clock` when the bytes carrying the message being handled arrived."""
+        return self._arrival_ns
+
     def data_received(self, data: bytes) -> None:
-        self._arrival_ns = time.perf_counter_ns()
+        self._arrival_ns = self.clock()
         super().data_received(data)
 
     def process_event(self, event: Event) -> None:
@@ -128,7 +145,7 @@ class Subscriber(ClientConnection):
             if not event.fin:
                 self._fragments = bytearray(event.data)
                 return
-            self._message(event.data)
+            self.handle_message(event.data)
         elif opcode is Opcode.CONT:
             # The protocol layer rejects a continuation without a first fragment.
             fragments = self._fragments
@@ -136,11 +153,12 @@ class Subscriber(ClientConnection):
                 fragments += event.data
                 if event.fin:
                     self._fragments = None
-                    self._message(fragments)
+                    self.handle_message(fragments)
         else:
             super().process_event(event)  # ping, pong, close
 
-    def _message(self, data: bytes | bytearray | memoryview) -> None:
+    def handle_message(self, data: bytes | bytearray | memoryview) -> None:
+        """Handle one complete data message (override point for other scenarios)."""
         try:
             head = _decode_head(data)
         except msgspec.DecodeError:
@@ -180,11 +198,19 @@ def _consume(future: asyncio.Future[int]) -> None:
 
 
 class NoStateSyncError(TimeoutError):
-    """Raised by :func:`open_subscribers` when a socket opened but no STATE_SYNC came."""
+    """Raised by :func:`open_subscribers` when a socket opened but no STATE_SYNC came.
+
+    (Or whichever :attr:`Subscriber.ready_message` the subscriber waits for.)
+    """
+
+    def __init__(self, message: str, awaited: str = "STATE_SYNC") -> None:
+        super().__init__(message)
+        self.awaited = awaited
+        """Type of the message that did not come."""
 
 
-async def _open(url: str, compression: bool) -> Subscriber:
-    """Open one subscriber and wait for its STATE_SYNC (OPEN_TIMEOUT_S in all)."""
+async def _open(url: str, compression: bool, connection_class: type[Subscriber]) -> Subscriber:
+    """Open one subscriber and wait for its ready message (OPEN_TIMEOUT_S in all)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OPEN_TIMEOUT_S
     async with asyncio.timeout_at(deadline):
@@ -192,7 +218,7 @@ async def _open(url: str, compression: bool) -> Subscriber:
             Subscriber,
             await connect(
                 url,
-                create_connection=Subscriber,
+                create_connection=connection_class,
                 compression="deflate" if compression else None,
                 proxy=None,
                 ping_interval=None,
@@ -205,8 +231,10 @@ async def _open(url: str, compression: bool) -> Subscriber:
             await connection.synced
     except TimeoutError:
         connection.transport.abort()
+        awaited = connection_class.ready_message
+        hint = " (does the session exist?)" if awaited == "STATE_SYNC" else ""
         raise NoStateSyncError(
-            f"no STATE_SYNC within {OPEN_TIMEOUT_S:g} s of connecting (does the session exist?)"
+            f"no {awaited} within {OPEN_TIMEOUT_S:g} s of connecting{hint}", awaited
         ) from None
     except BaseException:
         connection.transport.abort()
@@ -234,7 +262,7 @@ def _describe(exc: BaseException) -> str:
         code = exc.rcvd.code if exc.rcvd is not None else "none"
         return f"closed {code}"
     if isinstance(exc, NoStateSyncError):
-        return "no STATE_SYNC"
+        return f"no {exc.awaited}"
     if isinstance(exc, InvalidHandshake):
         return type(exc).__name__
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -250,6 +278,7 @@ async def open_subscribers(
     compression: bool,
     console: Console,
     stop_on_error: bool,
+    connection_class: type[Subscriber] = Subscriber,
 ) -> OpenFailures:
     """Open a subscriber per ``(tag, url)`` target, ``concurrency`` at a time.
 
@@ -260,6 +289,7 @@ async def open_subscribers(
     Args:
         stop_on_error: stop at the first failure (raise it) instead of counting
             failures and going on.
+        connection_class: :class:`Subscriber` or a subclass, instantiated per socket.
 
     Raises:
         InvalidURI: a URL is malformed (always raised).
@@ -280,7 +310,7 @@ async def open_subscribers(
         async def worker() -> None:
             for tag, url in pending:
                 try:
-                    subscriber = await _open(url, compression)
+                    subscriber = await _open(url, compression, connection_class)
                 except InvalidURI:
                     raise
                 except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what SyncKairos needs (idempotent), then run one of:
-#   dev    the whole stack on embedded defaults (private Redis), until Ctrl-C
+#   dev    the whole stack on embedded defaults (private Redis and PostgreSQL), until Ctrl-C
 #   test   lint, type check and the whole test suite (what CI runs)
 #   bench  a benchmark scenario: scripts/run.sh bench switch --clients 64
 set -euo pipefail
@@ -8,16 +8,45 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[synckairos]\033[0m %s\n' "$*" >&2; }
 
+# SyncKairos runs its own PostgreSQL clusters (synckairos/embedded.py) on free
+# ports; while postgresql-15 is installed this drop-in keeps the package from
+# creating (and starting) the system cluster "15/main" on port 5432.
+NO_MAIN_CLUSTER=/etc/postgresql-common/createcluster.d/synckairos-no-main-cluster.conf
+
 install_system_packages() {
-  local missing=()
+  local missing=() postgres=0
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+  if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    missing+=(postgresql-15)
+    postgres=1
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "installing Debian packages: ${missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ "$postgres" -eq 1 ] && [ ! -e "$NO_MAIN_CLUSTER" ]; then
+    $sudo mkdir -p "$(dirname "$NO_MAIN_CLUSTER")"
+    echo "create_main_cluster = false" | $sudo tee "$NO_MAIN_CLUSTER" >/dev/null
+  else
+    postgres=0  # the drop-in is not ours to remove
+  fi
+  local status=0
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || status=$?
+  if [ "$postgres" -eq 1 ]; then
+    $sudo rm -f "$NO_MAIN_CLUSTER"
+    $sudo rmdir --ignore-fail-on-non-empty "$(dirname "$NO_MAIN_CLUSTER")"
+    # Should a cluster of version 15 have been started anyway, stop it: nothing
+    # of 15 ran before this install, and we never use it.
+    local cluster
+    for cluster in $(pg_lsclusters -h 2>/dev/null | awk '$1 == "15" && $4 == "online" { print $2 }'); do
+      log "stopping the system PostgreSQL cluster 15/$cluster (SyncKairos runs its own)"
+      $sudo pg_ctlcluster 15 "$cluster" stop || true
+    done
+  fi
+  return "$status"
 }
 
 install_python_packages() {

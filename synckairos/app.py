@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from synckairos import http_api, ws_api
+from synckairos.audit.archive import AuditArchive
 from synckairos.config import Settings, load_settings
 from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             subscribe_timeout=settings.subscribe_timeout_s,
         )
         node = Node(store, clock=clock, commit_retries=settings.commit_retries)
+        if settings.database_url:
+            node.archive = AuditArchive(settings.database_url)
         app.state.node = node
         app.state.hub = hub
         app.state.listener = listener
@@ -153,6 +156,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
                 await listening
             await store.close()
             await pubsub_client.aclose()
+            if node.archive is not None:
+                await node.archive.close()
 
     app = Starlette(
         routes=http_api.routes() + ws_api.routes(),

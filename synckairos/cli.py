@@ -1,29 +1,58 @@
-"""Command line: ``synckairos serve`` and ``synckairos dev``.
+"""Command line of SyncKairos.
 
-``serve`` runs the HTTP server against the configured Redis. ``dev`` is the
-embedded default: with no ``SYNCKAIROS_REDIS_URL`` it starts a private
-``redis-server`` on a free loopback port, runs the server, prints the URLs and
-stops everything on Ctrl-C or SIGTERM.
+``serve``      the HTTP + WebSocket server (and deadline scheduler) on the configured Redis
+``dev``        the whole stack on embedded defaults: private Redis and PostgreSQL
+               when none are configured, migrations, an audit worker, the server
+``worker``     the audit pipeline: outbox relay + dramatiq actor into PostgreSQL
+``migrate``    apply the audit schema's migrations (idempotent)
+``recover``    ``--all``: restore every unfinished session from PostgreSQL into Redis
+``reconcile``  report Redis/PostgreSQL version differences and repair lost writes
+``audit requeue``  put dead-lettered audit batches back in the queue
+
+Every command reads ``SYNCKAIROS_*`` settings (see the README); ``dev`` stops
+everything it started on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
 from types import FrameType
 
 import msgspec
+import redis.asyncio as aioredis
 import uvicorn
+from rich.progress import Progress
 
 from synckairos import __version__
+from synckairos.audit.archive import AuditArchive
+from synckairos.audit.recovery import ReconcileReport
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import EmbeddedRedis, EmbeddedServerError
+from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
 from synckairos.logs import configure_logging
+from synckairos.node import Node
+from synckairos.store.redis import RedisStore
 
 __all__ = ["main"]
+
+#: Redis used when ``SYNCKAIROS_REDIS_URL`` is not set (``serve``, ``worker``, ...).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _export(settings: Settings) -> None:
+    """Pass the resolved settings to uvicorn's app factory and child processes."""
+    os.environ["SYNCKAIROS_REDIS_URL"] = settings.redis_url or ""
+    os.environ["SYNCKAIROS_DATABASE_URL"] = settings.database_url or ""
 
 
 def _run_server(settings: Settings, workers: int) -> None:
@@ -33,7 +62,7 @@ def _run_server(settings: Settings, workers: int) -> None:
     clean exit (status 0, ``finally`` blocks run, private servers stopped).
     """
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    os.environ["SYNCKAIROS_REDIS_URL"] = settings.redis_url or ""
+    _export(settings)
     uvicorn.run(
         "synckairos.app:create_app",
         factory=True,
@@ -57,67 +86,202 @@ def _run_server(settings: Settings, workers: int) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
+        if v is not None
+    }
     return msgspec.structs.replace(settings, **overrides)
+
+
+def _require_database(settings: Settings) -> str:
+    if not settings.database_url:
+        raise ConfigError("SYNCKAIROS_DATABASE_URL must be set for this command")
+    return settings.database_url
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
     _run_server(settings, args.workers)
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def _dev(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
-    redis: EmbeddedRedis | None = None
-    try:
+    with ExitStack() as stack:
         if settings.redis_url is None:
-            redis = EmbeddedRedis().start()
+            redis = stack.enter_context(EmbeddedRedis(appendonly=True))
             settings = msgspec.structs.replace(settings, redis_url=redis.url)
             print(f"private Redis      {redis.url}", file=sys.stderr)
+        if settings.database_url is None:
+            postgres = stack.enter_context(EmbeddedPostgres())
+            settings = msgspec.structs.replace(settings, database_url=postgres.url)
+            print(f"private PostgreSQL {postgres.url}", file=sys.stderr)
+        _export(settings)
+        applied = asyncio.run(_migrate(settings.database_url or ""))
+        print(f"migrations applied {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
+        worker = subprocess.Popen([sys.executable, "-m", "synckairos", "worker"])
+        stack.callback(_stop_process, worker)
         base = f"http://{settings.host}:{settings.port}"
         print(f"SyncKairos {__version__}  {base}", file=sys.stderr)
         print(f"  API              {base}/v1/sessions", file=sys.stderr)
+        print(
+            f"  WebSocket        ws://{settings.host}:{settings.port}/ws?sessionId=…",
+            file=sys.stderr,
+        )
         print(f"  health / ready   {base}/health  {base}/ready", file=sys.stderr)
         print(f"  metrics          {base}/metrics", file=sys.stderr)
         print(f"  OpenAPI          {base}/openapi.json", file=sys.stderr)
+        print(f"  audit worker     pid {worker.pid}", file=sys.stderr)
         print("Ctrl-C stops everything.", file=sys.stderr, flush=True)
         _run_server(settings, 1)
+    return 0
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _migrate(database_url: str) -> list[str]:
+    from synckairos.audit.migrate import migrate
+
+    return await migrate(database_url)
+
+
+def _migrate_command(args: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate(_require_database(_settings(args))))
+    print(f"applied: {', '.join(applied)}" if applied else "up to date")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from synckairos.audit.worker import run_worker
+
+    settings = _settings(args)
+    run_worker(settings, settings.redis_url or DEFAULT_REDIS_URL, _require_database(settings))
+    return 0
+
+
+@asynccontextmanager
+async def _node(settings: Settings) -> AsyncIterator[Node]:
+    client = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    store = RedisStore(
+        client,
+        prefix=settings.key_prefix,
+        history_maxlen=settings.history_maxlen,
+        outbox_maxlen=settings.outbox_maxlen,
+        finished_ttl_ms=settings.finished_ttl_s * 1000,
+    )
+    node = Node(store)
+    node.archive = AuditArchive(_require_database(settings))
+    try:
+        yield node
     finally:
-        if redis is not None:
-            redis.stop()
+        await node.archive.close()
+        await store.close()
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from synckairos.audit.recovery import recover_all
+
+    if not args.all:
+        print("synckairos recover: say --all (every unfinished session)", file=sys.stderr)
+        return 2
+
+    async def run() -> list[str]:
+        async with _node(_settings(args)) as node:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("restoring", total=None)
+                return await recover_all(
+                    node,
+                    lambda done, total: bar.update(task, completed=done, total=total),
+                )
+
+    restored = asyncio.run(run())
+    print(f"restored {len(restored)} session(s)")
+    for session_id in restored:
+        print(f"  {session_id}")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from synckairos.audit.recovery import reconcile
+
+    async def run() -> ReconcileReport:
+        async with _node(_settings(args)) as node:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("comparing", total=None)
+                return await reconcile(
+                    node,
+                    repair=not args.dry_run,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+
+    report = asyncio.run(run())
+    print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from synckairos.audit.pipeline import build_broker
+    from synckairos.audit.requeue import requeue_dead_letters
+
+    settings = _settings(args)
+    broker = build_broker(settings.redis_url or DEFAULT_REDIS_URL, prefix=settings.key_prefix)
+    moved = requeue_dead_letters(broker)
+    broker.close()
+    print(f"requeued {moved} dead-lettered audit batch(es)")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synckairos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="synckairos", description="SyncKairos timer server.")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("serve", "run the server against SYNCKAIROS_REDIS_URL"),
-        ("dev", "run the whole stack on private Redis (embedded default)"),
+        ("dev", "run the whole stack on private Redis and PostgreSQL (embedded default)"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--host", help="interface to bind (SYNCKAIROS_HOST)")
         cmd.add_argument("--port", type=int, help="TCP port (SYNCKAIROS_PORT)")
         if name == "serve":
             cmd.add_argument("--workers", type=int, default=1, help="worker processes")
+    sub.add_parser("worker", help="relay the outbox and persist it into PostgreSQL")
+    sub.add_parser("migrate", help="apply the audit schema migrations")
+    recover = sub.add_parser("recover", help="restore sessions from PostgreSQL into Redis")
+    recover.add_argument("--all", action="store_true", help="every unfinished session")
+    reconcile = sub.add_parser("reconcile", help="compare and repair Redis against PostgreSQL")
+    reconcile.add_argument("--dry-run", action="store_true", help="report only, repair nothing")
+    audit = sub.add_parser("audit", help="audit pipeline maintenance")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("requeue", help="put dead-lettered batches back in the queue")
     return parser
+
+
+_COMMANDS = {
+    "serve": _serve,
+    "dev": _dev,
+    "worker": _worker,
+    "migrate": _migrate_command,
+    "recover": _recover,
+    "reconcile": _reconcile,
+    "audit": _audit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synckairos`` console script."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            return _serve(args)
-        return _dev(args)
+        configure_logging(load_settings().log_level)
+        return _COMMANDS[args.command](args)
     except (ConfigError, EmbeddedServerError) as exc:
         print(f"synckairos: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,10 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_REDIS_URL``: Redis of the state store; None lets ``synckairos dev``
     #: start a private one (``serve`` then uses redis://127.0.0.1:6379/0).
     redis_url: str | None = None
+    #: ``SYNCKAIROS_DATABASE_URL``: PostgreSQL of the audit trail; None lets
+    #: ``synckairos dev`` start a private one (``serve``/``worker`` then run
+    #: without an audit store).
+    database_url: str | None = None
     #: ``SYNCKAIROS_HOST``: interface the HTTP server binds.
     host: str = "127.0.0.1"
     #: ``SYNCKAIROS_PORT``: TCP port of the HTTP server.
@@ -67,6 +71,16 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_SCHEDULER_MAX_IDLE_MS``: longest the scheduler sleeps without
     #: looking for deadlines committed by other nodes.
     scheduler_max_idle_ms: int = 1_000
+    #: ``SYNCKAIROS_AUDIT_BATCH``: outbox events relayed to PostgreSQL per batch.
+    audit_batch: int = 500
+    #: ``SYNCKAIROS_AUDIT_MAX_RETRIES``: attempts of a failing batch (exponential
+    #: backoff, 0.2 s up to 30 s: about 7 minutes) before it is dead-lettered.
+    audit_max_retries: int = 20
+    #: ``SYNCKAIROS_WORKER_THREADS``: dramatiq worker threads of ``synckairos worker``.
+    worker_threads: int = 2
+    #: ``SYNCKAIROS_WORKER_HEARTBEAT_TIMEOUT_MS``: a worker silent this long is
+    #: dead; the batches it held are delivered again.
+    worker_heartbeat_timeout_ms: int = 10_000
 
 
 def _cast(name: str, raw: str, default: object) -> object:
@@ -116,6 +130,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "subscribe_timeout_s",
         "deadline_lease_ms",
         "scheduler_max_idle_ms",
+        "audit_batch",
+        "worker_threads",
+        "worker_heartbeat_timeout_ms",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")

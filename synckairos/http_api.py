@@ -190,14 +190,18 @@ async def health(request: Request) -> Response:
 
 @endpoint("/ready")
 async def ready(request: Request) -> Response:
-    redis_up = await _node(request).store.ping()
+    node = _node(request)
+    redis_up = await node.store.ping()
     listening: bool = request.app.state.listener.alive
     ok = redis_up and listening
+    audit = "not_configured"
+    if node.archive is not None:
+        audit = "up" if await node.archive.ping() else "down"
     body = ReadyResponse(
         status="ready" if ok else "not_ready",
         redis="up" if redis_up else "down",
         pubsub="listening" if listening else "down",
-        audit="not_configured",
+        audit=audit,
     )
     return _json(encode(body), 200 if ok else 503)
 
@@ -213,6 +217,13 @@ async def metrics_endpoint(request: Request) -> Response:
         metrics.DEADLINES.set(stats.deadlines)
         metrics.OUTBOX_LENGTH.set(stats.outbox_length)
         metrics.OUTBOX_DROPPED.set(stats.outbox_dropped)
+        metrics.AUDIT_PERSISTED.set(stats.audit_persisted)
+        metrics.AUDIT_RETRIES.set(stats.audit_retries)
+        metrics.AUDIT_DEAD_LETTERED.set(stats.audit_dead_lettered)
+        lag_ms = (
+            0 if stats.oldest_outbox_ms is None else _node(request).clock() - stats.oldest_outbox_ms
+        )
+        metrics.AUDIT_RELAY_LAG.set(max(0, lag_ms) / 1000)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

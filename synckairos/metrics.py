@@ -10,6 +10,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACTIVE_SESSIONS",
+    "AUDIT_DEAD_LETTERED",
+    "AUDIT_PERSISTED",
+    "AUDIT_RELAY_LAG",
+    "AUDIT_RETRIES",
     "CLAIMS_LOST",
     "COMMITS",
     "CONFLICTS",
@@ -18,6 +22,7 @@ __all__ = [
     "OUTBOX_DROPPED",
     "OUTBOX_LENGTH",
     "PUBSUB_RESUBSCRIBES",
+    "RECOVERIES",
     "REQUEST_LATENCY",
     "SCHEDULER_ERRORS",
     "TIMEOUTS_FIRED",
@@ -88,4 +93,19 @@ CLAIMS_LOST = Counter(
 )
 SCHEDULER_ERRORS = Counter(
     "synckairos_scheduler_errors_total", "Scheduler iterations or firings that failed (retried)."
+)
+
+RECOVERIES = Counter(
+    "synckairos_recoveries_total", "Sessions restored from the audit store into Redis."
+)
+AUDIT_PERSISTED = Gauge(
+    "synckairos_audit_events_persisted",
+    "Audit events written to PostgreSQL (from Redis; rate() it).",
+)
+AUDIT_RETRIES = Gauge("synckairos_audit_retries", "Failed audit batch attempts, retried.")
+AUDIT_DEAD_LETTERED = Gauge(
+    "synckairos_audit_dead_lettered", "Audit batches dead-lettered after their last retry."
+)
+AUDIT_RELAY_LAG = Gauge(
+    "synckairos_audit_relay_lag_seconds", "Age of the oldest audit event not yet relayed."
 )

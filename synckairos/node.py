@@ -22,18 +22,21 @@ import msgspec
 from msgspec.structs import replace
 
 from synckairos import metrics
+from synckairos.audit.archive import AuditArchive
 from synckairos.core import (
     TERMINAL_STATUSES,
     Command,
     CreateSession,
+    Event,
     SessionState,
     Timeout,
     Transition,
     apply,
     create_session,
     is_overdue,
+    iso_ms,
 )
-from synckairos.exceptions import Conflict, SessionNotFound, StoreUnavailable
+from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
 from synckairos.store import Change, Store
 
 __all__ = ["Clock", "CommandResult", "Node", "Preconditions", "wall_clock_ms"]
@@ -88,6 +91,8 @@ class Node:
         self.commit_retries = commit_retries
         self.on_deadline: Callable[[int], None] | None = None
         """Called with each deadline this node commits (wakes the local scheduler)."""
+        self.archive: AuditArchive | None = None
+        """Where sessions Redis lost are restored from (None: no audit store)."""
 
     async def load(self, session_id: str) -> tuple[SessionState, str]:
         """Return the session's state and history epoch.
@@ -96,9 +101,56 @@ class Node:
             SessionNotFound: no such session.
         """
         stored = await self.store.load(session_id)
+        if stored is None and self.archive is not None and await self.restore(session_id):
+            stored = await self.store.load(session_id)
         if stored is None:
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
         return _state_decoder.decode(stored.state_json), stored.epoch
+
+    async def restore(self, session_id: str, *, over_version: int = 0) -> bool:
+        """Restore the session from its latest snapshot in the audit store.
+
+        The snapshot is committed unchanged but for ``recovered: true``, the
+        version (persisted version + 1) and the event ``session_recovered``: a
+        running timer keeps counting from its last committed
+        ``cycle_started_ms``, so it is right to the millisecond of that
+        commit, and a deadline that passed meanwhile is fired by the scheduler
+        as of the deadline.
+
+        Args:
+            over_version: 0 restores only if Redis lacks the session (create if
+                absent: two nodes restoring at once are harmless); otherwise the
+                Redis version being replaced (reconcile), compare-and-set.
+
+        Returns:
+            True when the session is in Redis afterwards (restored by this call
+            or by a concurrent one); False when the archive has no live snapshot.
+
+        Raises:
+            StoreUnavailable: Redis or PostgreSQL cannot be reached.
+        """
+        if self.archive is None:
+            return False
+        snapshot = await self.archive.latest_snapshot(session_id)
+        if snapshot is None:
+            return False
+        persisted = _state_decoder.decode(snapshot)
+        now = self.clock()
+        restored = replace(
+            persisted,
+            version=max(persisted.version, over_version) + 1,
+            recovered=True,
+            updated_at=iso_ms(now),
+            server_time_ms=now,
+        )
+        transition = Transition(restored, Event(type="session_recovered"))
+        try:
+            result = await self._commit(over_version, transition, now, restored.version)
+        except SessionExists:
+            return True
+        if result is not None:
+            metrics.RECOVERIES.inc()
+        return result is not None
 
     async def get(self, session_id: str) -> bytes:
         """Return the session's state JSON with ``server_time_ms`` set to now."""
@@ -208,7 +260,11 @@ class Node:
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
 
     async def _commit(
-        self, expected_version: int, transition: Transition, now: int
+        self,
+        expected_version: int,
+        transition: Transition,
+        now: int,
+        new_version: int | None = None,
     ) -> CommandResult | None:
         """Commit ``transition``; None when the stored version moved on."""
         state = transition.state
@@ -222,6 +278,7 @@ class Node:
                 event_type=transition.event.type,
                 deadline_ms=state.deadline_ms,
                 finished=state.status in TERMINAL_STATUSES,
+                new_version=new_version,
             )
         )
         if not result.committed:

@@ -1,12 +1,15 @@
-"""Fixtures: a real private Redis for the whole run (never mocked, never skipped)."""
+"""Fixtures: a real private Redis and PostgreSQL for the whole run (never mocked, never skipped)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -14,8 +17,9 @@ import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 
 from synckairos.app import create_app
+from synckairos.audit.migrate import migrate
 from synckairos.config import Settings
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, new_id
 
@@ -25,6 +29,37 @@ def redis_server() -> Iterator[EmbeddedRedis]:
     """A private redis-server for the whole test run."""
     with EmbeddedRedis() as server:
         yield server
+
+
+T = TypeVar("T")
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a loop of its own, in another thread.
+
+    For sync fixtures: safe whether or not this thread runs an event loop.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """A private PostgreSQL 15 for the whole test run; its ``url`` database is migrated."""
+    with EmbeddedPostgres() as server:
+        run_coroutine(migrate(server.url))
+        yield server
+
+
+@pytest.fixture
+def audit_dsn(postgres_server: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database of its own on the shared PostgreSQL; yields its URL."""
+    name = f"t{new_id()[:8]}"
+    postgres_server.create_database(name)
+    run_coroutine(migrate(postgres_server.dsn(name)))
+    yield postgres_server.dsn(name)
+    if postgres_server.running:
+        postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -270,11 +270,13 @@ async def test_deadlines_that_passed_while_no_node_ran_fire_once_as_of_their_dea
         assert state["status"] == "expired"
         assert state["session_completed_at"] == iso_ms(expiring_started["deadline_ms"])
         assert state["participants"][0]["time_used_ms"] == 1_000
-        # Three 1 s turns ran out while down: three timeouts, each from the last.
-        assert cycled["version"] == cycling_started["version"] + 3
-        assert cycled["cycle_started_ms"] == cycling_started["cycle_started_ms"] + 3_000
-        assert sum(p["time_used_ms"] for p in cycled["participants"]) == 3_000
+        # At least three 1 s turns ran out while down (more if the restart was
+        # slow): one timeout each, every turn starting at the previous deadline.
+        fired = cycled["version"] - cycling_started["version"]
+        assert fired >= 3
+        assert cycled["cycle_started_ms"] == cycling_started["cycle_started_ms"] + 1_000 * fired
+        assert sum(p["time_used_ms"] for p in cycled["participants"]) == 1_000 * fired
         audit = await _audit_types(redis_server.url, cycling["session_id"], prefix)
-        assert audit["participant_timeout"] == 3
+        assert audit["participant_timeout"] >= fired
     finally:
         node.stop()

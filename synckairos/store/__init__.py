@@ -49,6 +49,8 @@ class Change(msgspec.Struct, frozen=True):
     deadline_ms: int | None
     finished: bool
     """True when the new status is terminal (the session then expires after a TTL)."""
+    new_version: int | None = None
+    """Version to write instead of ``expected_version + 1`` (restores only)."""
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -66,6 +68,11 @@ class StoreStats(msgspec.Struct, frozen=True):
     outbox_length: int
     outbox_dropped: int
     deadlines: int
+    oldest_outbox_ms: int | None = None
+    """Commit time of the oldest audit event not yet relayed (None: outbox empty)."""
+    audit_persisted: int = 0
+    audit_retries: int = 0
+    audit_dead_lettered: int = 0
 
 
 class Store(Protocol):

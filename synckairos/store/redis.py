@@ -129,6 +129,7 @@ class RedisStore:
                     self.finished_ttl_ms if change.finished else 0,
                     keys.channel,
                     change.event_type,
+                    "" if change.new_version is None else change.new_version,
                 ],
             )
         )
@@ -229,18 +230,28 @@ class RedisStore:
             return False
 
     async def stats(self) -> StoreStats:
-        """Read the figures ``/metrics`` reports."""
+        """Read the figures ``/metrics`` reports (one pipelined round trip)."""
+        audit = [
+            f"{self.prefix}:audit:{name}" for name in ("persisted", "retries", "dead_lettered")
+        ]
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.scard(self.active_key)
             pipe.xlen(self.outbox_key)
             pipe.get(self.dropped_key)
             pipe.zcard(self.deadlines_key)
-            active, outbox, dropped, deadlines = await self._call(pipe.execute())
+            pipe.xrange(self.outbox_key, count=1)
+            pipe.mget(audit)
+            replies = await self._call(pipe.execute())
+        active, outbox, dropped, deadlines, oldest, (persisted, retries, dead) = replies
         return StoreStats(
             active_sessions=int(active),
             outbox_length=int(outbox),
             outbox_dropped=int(dropped or 0),
             deadlines=int(deadlines),
+            oldest_outbox_ms=int(oldest[0][0].split(b"-")[0]) if oldest else None,
+            audit_persisted=int(persisted or 0),
+            audit_retries=int(retries or 0),
+            audit_dead_lettered=int(dead or 0),
         )
 
     async def close(self) -> None:

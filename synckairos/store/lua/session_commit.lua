@@ -3,7 +3,7 @@
 -- KEYS[1]  sk:{sid}           hash: s = state JSON, v = version, e = epoch
 -- KEYS[2]  sk:{sid}:history   stream of changes, entry id "<version>-0", field c = change JSON
 -- KEYS[3]  sk:deadlines       sorted set: member sid, score = deadline (epoch ms)
--- KEYS[4]  sk:outbox          stream of audit events (fields id, sid, v, t, c)
+-- KEYS[4]  sk:outbox          stream of audit events (fields id, sid, v, t, e, c)
 -- KEYS[5]  sk:outbox:dropped  counter of audit events trimmed before anyone read them
 -- KEYS[6]  sk:active          set of sessions that are not finished
 --
@@ -19,6 +19,8 @@
 -- ARGV[10] TTL in ms for a finished session, "0" while it is not finished
 -- ARGV[11] pub/sub channel of the session
 -- ARGV[12] event type
+-- ARGV[13] version to write instead of ARGV[1] + 1, or "" (restores from the
+--          audit trail keep counting from the persisted version)
 --
 -- Returns {1, epoch} when committed, {0, actual_version} on a version mismatch,
 -- {-1} when creating a session that exists, {-2} when the session is missing.
@@ -35,6 +37,7 @@ else
 end
 
 local version = expected + 1
+if ARGV[13] ~= nil and ARGV[13] ~= '' then version = tonumber(ARGV[13]) end
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', version)
 local epoch = redis.call('HGET', KEYS[1], 'e')
 
@@ -51,7 +54,7 @@ if redis.call('XLEN', KEYS[4]) >= outbox_max then
   redis.call('INCR', KEYS[5])
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
-  'id', ARGV[9], 'sid', ARGV[5], 'v', version, 't', ARGV[12], 'c', ARGV[3])
+  'id', ARGV[9], 'sid', ARGV[5], 'v', version, 't', ARGV[12], 'e', epoch, 'c', ARGV[3])
 
 local ttl = tonumber(ARGV[10])
 if ttl > 0 then

@@ -19,6 +19,7 @@
 
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then return 0 end
+local epoch = redis.call('HGET', KEYS[1], 'e') or ''
 if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= tonumber(current) then
   return -tonumber(current)
 end
@@ -30,6 +31,6 @@ if redis.call('XLEN', KEYS[4]) >= outbox_max then
   redis.call('INCR', KEYS[5])
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
-  'id', ARGV[2], 'sid', ARGV[1], 'v', current, 't', 'session_deleted', 'c', ARGV[5])
+  'id', ARGV[2], 'sid', ARGV[1], 'v', current, 't', 'session_deleted', 'e', epoch, 'c', ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return tonumber(current)

@@ -1,0 +1,566 @@
+"""Scenario "deadlines": do server-side timers expire on time, once, for everyone?
+
+1. Subscribe: open one WebSocket subscriber per (not yet existing) session,
+   ``concurrency`` handshakes at a time, subscriber i on node ``i mod nodes``,
+   and wait for each one's ``CONNECTED``. Any failure stops the run.
+2. Setup: T0 = now + ``lead_s``. Session i (one participant,
+   ``per_participant``) gets the budget that puts its deadline at
+   ``T0 + i * window_s / sessions``: budget = target - the wall clock just
+   before its ``POST /v1/sessions``; it is started at once
+   (``POST /v1/sessions/{id}/start``) and the ``deadline_ms`` of the start
+   response is recorded (authoritative). Session i is created and started
+   through node ``(i // nodes) mod nodes``, so every (creating node, subscriber
+   node) pair occurs. :data:`SETUP_CONNECTIONS` workers take the sessions in
+   deadline order.
+3. Receive: sleep until T0, then record, for each session, the wall-clock
+   arrival (:func:`time.time_ns`, read when the bytes carrying the frame were
+   handed over) and the ``ts`` of the first ``STATE_UPDATE`` whose event is
+   ``session_expired``; any later timeout event of that session is a
+   duplicate. Ends when every session fired (plus :data:`DUPLICATE_GRACE_S`
+   to catch doubles) or :data:`DRAIN_S` after T0 + ``window_s``.
+4. Cleanup (always): close the sockets, then delete the sessions.
+
+The server and this harness share the machine, hence the wall clock, so
+``arrival - deadline_ms`` is the lag a client sees and ``ts - deadline_ms`` is
+the server's own firing lag (``ts`` is its commit time, in whole ms). CPU is
+measured from T0 to the last arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import gc
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from benchmarks import procstat
+from benchmarks.httpclient import BaseUrl, HttpConnection
+from benchmarks.sessions import (
+    JSON,
+    SETUP_CONNECTIONS,
+    SetupError,
+    delete_sessions,
+    expect,
+    for_each,
+)
+from benchmarks.stats import LatencySummary, percentile, summarize_latencies
+from benchmarks.wsclient import (
+    Subscriber,
+    check_fd_limit,
+    close_subscribers,
+    open_subscribers,
+    ws_url,
+)
+
+__all__ = [
+    "DRAIN_S",
+    "DeadlinesConfig",
+    "DeadlinesSummary",
+    "ExpirySubscriber",
+    "default_lead_s",
+    "run_deadlines",
+    "write_samples",
+]
+
+#: Smallest and largest budget the server accepts, ms.
+MIN_BUDGET_MS = 1_000
+MAX_BUDGET_MS = 86_400_000
+
+#: Seconds to wait after the end of the window for late expiries.
+DRAIN_S = 10.0
+
+#: Seconds to keep listening for duplicate expiries once every session fired.
+DUPLICATE_GRACE_S = 1.0
+
+#: Seconds between refreshes of the progress line.
+POLL_S = 0.2
+
+#: Seconds to wait after the last socket opened before checking that all are
+#: still open: the server subscribes and reads the (missing) session only
+#: after sending CONNECTED, and closes the socket with 1013 if that fails.
+OPEN_SETTLE_S = 0.5
+
+#: Default handshakes in flight while opening. Each one makes the server use a
+#: Redis connection right after CONNECTED, and its redis-py pool (100
+#: connections, non-blocking) fails the excess with "Too many connections".
+DEFAULT_CONCURRENCY = 50
+
+#: Default lead: this many seconds between the estimated end of setup and T0...
+LEAD_MARGIN_S = 3.0
+
+#: ...with setup estimated at this many sessions (create + start) per second:
+#: about half what a 2-core machine does with the subscribers attached
+#: (10,000 in 5.5 s), so that the estimate errs on the long side. Extra nodes
+#: on the same machine do not make setup faster, so it does not scale with them.
+SETUP_RATE_ESTIMATE = 1000.0
+
+#: ``others_cpu_percent`` above which a warning says the machine was not quiet.
+BUSY_NEIGHBOURS_PERCENT = 10.0
+
+#: Events that end a turn on a timeout; after the first ``session_expired`` of a
+#: session, any of them is a duplicate.
+TIMEOUT_EVENTS = frozenset({"session_expired", "participant_timeout"})
+
+#: Events every subscriber receives during setup (not reported).
+SETUP_EVENTS = frozenset({"session_created", "session_started"})
+
+
+def default_lead_s(sessions: int) -> float:
+    """Return the default lead: estimated setup time plus :data:`LEAD_MARGIN_S`."""
+    return round(LEAD_MARGIN_S + sessions / SETUP_RATE_ESTIMATE, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinesConfig:
+    """Parameters of one run (see the CLI for their meaning)."""
+
+    bases: tuple[BaseUrl, ...]
+    """One base URL per node; subscribers and sessions are spread over them."""
+    sessions: int = 1000
+    window_s: float = 10.0
+    lead_s: float | None = None
+    """Seconds from the start of setup to the first deadline; None: :func:`default_lead_s`."""
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Sockets opened at a time."""
+    server_pids: tuple[int, ...] = ()
+    """Roots of the servers' process trees for CPU accounting (summed), if known."""
+    samples_path: Path | None = None
+    """Where to write one CSV line per session (see :func:`write_samples`)."""
+
+    @property
+    def nodes(self) -> int:
+        """Number of server nodes."""
+        return len(self.bases)
+
+    @property
+    def effective_lead_s(self) -> float:
+        """``lead_s``, or the default for this many sessions and nodes."""
+        if self.lead_s is not None:
+            return self.lead_s
+        return default_lead_s(self.sessions)
+
+
+class DeadlinesSummary(msgspec.Struct):
+    """The JSON result of a run; field order is the output order."""
+
+    scenario: str
+    sessions: int
+    window_s: float
+    nodes: int
+    urls: list[str]
+    lead_s: float
+    setup_s: float
+    first_deadline_after_setup_s: float
+    expected: int
+    fired: int
+    missed: int
+    duplicates: int
+    other_events: dict[str, int]
+    other_messages: dict[str, int]
+    sockets_closed_early: dict[str, int]
+    lag_ms: LatencySummary | None
+    server_lag_ms: LatencySummary | None
+    duration_s: float
+    server_cpu_percent: float | None
+    client_cpu_percent: float
+    client_bound_warning: bool
+    host_cpu_percent: float | None
+    others_cpu_percent: float | None
+
+
+class _Event(msgspec.Struct, gc=False):
+    type: str = ""
+
+
+class _Update(msgspec.Struct, gc=False):
+    """The fields of a server message this scenario reads; ``state`` is skipped."""
+
+    type: str = ""
+    event: _Event | None = None
+    ts: int | None = None
+
+
+_decode_update = msgspec.json.Decoder(_Update).decode
+
+
+class ExpirySubscriber(Subscriber):
+    """A subscriber to a session that does not exist yet, waiting for its expiry.
+
+    Ready on ``CONNECTED``. Arrival times are wall-clock ns
+    (:func:`time.time_ns`), comparable with the server's epoch-ms deadlines.
+    """
+
+    clock = staticmethod(time.time_ns)
+    ready_message = "CONNECTED"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.expired_ns: int | None = None
+        """Wall-clock arrival of the first ``session_expired``, ns."""
+        self.expired_ts: int | None = None
+        """Its ``ts``: the server's commit time, epoch ms."""
+        self.duplicates = 0
+        """Timeout events received after the first ``session_expired``."""
+        self.events: Counter[str] = Counter()
+        """Other STATE_UPDATE events (not created, started or a timeout), by type."""
+        self.fired_log: list[int] = []
+        """Where the tag is appended on expiry (shared by all subscribers of a run)."""
+
+    def handle_message(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            message = _decode_update(data)
+        except msgspec.DecodeError:
+            self.other["<undecodable>"] += 1
+            return
+        kind = message.type
+        if kind == "STATE_UPDATE":
+            event = "" if message.event is None else message.event.type
+            if event == "session_expired" and self.expired_ns is None:
+                self.expired_ns = self.arrival_ns
+                self.expired_ts = message.ts
+                self.fired_log.append(self.tag)
+            elif event in TIMEOUT_EVENTS and self.expired_ns is not None:
+                self.duplicates += 1
+            elif event not in SETUP_EVENTS:
+                self.events[event or "<no event>"] += 1
+        elif kind == "CONNECTED":
+            if not self.synced.done():
+                self.synced.set_result(0)
+        else:
+            self.other[kind] += 1
+            if kind == "ERROR" and not self.synced.done():
+                detail = bytes(data[:300]).decode(errors="replace")
+                self.synced.set_exception(ConnectionError(f"server sent {detail}"))
+
+
+class _StartData(msgspec.Struct):
+    deadline_ms: int | None = None
+
+
+class _StartEnvelope(msgspec.Struct):
+    data: _StartData
+
+
+_decode_start = msgspec.json.Decoder(_StartEnvelope).decode
+
+
+def _now_ms() -> float:
+    return time.time_ns() / 1e6
+
+
+@dataclass(slots=True)
+class _Run:
+    """What a run produced, for the summary."""
+
+    subscribers: list[ExpirySubscriber] = field(default_factory=list)
+    """By tag (session index)."""
+    deadlines_ms: list[int] = field(default_factory=list)
+    """By session index, from the start responses."""
+    lead_s: float = 0.0
+    setup_s: float = 0.0
+    first_deadline_after_setup_s: float = 0.0
+    closed_early: dict[int, str] = field(default_factory=dict)
+    """Close cause of the sockets no longer open at the end of the window, by tag."""
+
+
+async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesSummary:
+    """Run the scenario against ``config.bases`` and return its summary.
+
+    Raises:
+        SetupError: a session could not be created or started, the lead was too
+            short for the setup, or too few file descriptors.
+        OSError, HttpError: a server could not be reached during setup.
+        ConnectionClosed, InvalidHandshake, TimeoutError: a socket could not be opened.
+    """
+    lead_s = config.effective_lead_s
+    if lead_s * 1000 < MIN_BUDGET_MS or (lead_s + config.window_s) * 1000 > MAX_BUDGET_MS:
+        raise SetupError(
+            f"lead + window must stay within the budgets the server accepts "
+            f"({MIN_BUDGET_MS}-{MAX_BUDGET_MS} ms)"
+        )
+    check_fd_limit(config.sessions + SETUP_CONNECTIONS * config.nodes)
+    session_ids = [str(uuid.uuid4()) for _ in range(config.sessions)]
+    created: list[str] = []
+    opened: list[Subscriber] = []
+    run = _Run(lead_s=lead_s)
+    try:
+        targets = [
+            (i, ws_url(config.bases[i % config.nodes], session_id))
+            for i, session_id in enumerate(session_ids)
+        ]
+        await open_subscribers(
+            targets,
+            opened,
+            concurrency=config.concurrency,
+            compression=False,
+            console=console,
+            stop_on_error=True,
+            connection_class=ExpirySubscriber,
+        )
+        run.subscribers = sorted(
+            (cast(ExpirySubscriber, subscriber) for subscriber in opened),
+            key=lambda subscriber: subscriber.tag,
+        )
+        await asyncio.sleep(OPEN_SETTLE_S)
+        closed = Counter(_close_cause(s) for s in run.subscribers if not s.is_open)
+        if closed:
+            raise SetupError(
+                f"{closed.total()} sockets were closed by the server right after CONNECTED "
+                f"({dict(closed)}); try a lower --concurrency (was {config.concurrency})"
+            )
+        setup_start = _now_ms()
+        t0_ms = setup_start + lead_s * 1000
+        run.deadlines_ms = await _create(config, session_ids, created, t0_ms, console)
+        setup_end = _now_ms()
+        run.setup_s = round((setup_end - setup_start) / 1000, 3)
+        first = min(run.deadlines_ms)
+        run.first_deadline_after_setup_s = round((first - setup_end) / 1000, 3)
+        if first < setup_end:
+            console.print(
+                f"[yellow]warning:[/] setup took {run.setup_s} s and overran the first "
+                f"deadlines by {-run.first_deadline_after_setup_s} s: its load falls inside "
+                "the window; raise --lead-s"
+            )
+        cpu = await _receive(config, run, t0_ms, console)
+        run.closed_early = {
+            subscriber.tag: _close_cause(subscriber)
+            for subscriber in run.subscribers
+            if not subscriber.is_open
+        }
+    finally:
+        await close_subscribers(opened, concurrency=config.concurrency, console=console)
+        await delete_sessions(config.bases[0], created, console)
+    summary = _summarize(config, run, cpu)
+    if config.samples_path is not None:
+        write_samples(config.samples_path, run)
+    if summary.missed:
+        console.print(f"[yellow]warning:[/] {summary.missed} sessions never reported expiry")
+    if summary.duplicates:
+        console.print(f"[yellow]warning:[/] {summary.duplicates} duplicate timeout events")
+    others = cpu.others_percent
+    if others is not None and others > BUSY_NEIGHBOURS_PERCENT:
+        console.print(
+            f"[yellow]warning:[/] other processes used {others} % of a core during the window; "
+            "they compete with the server for the CPU"
+        )
+    if cpu.client_bound:
+        console.print(
+            f"[yellow]warning:[/] the harness used {cpu.client_percent} % of a core; "
+            "its own speed, not the server, may dominate the lags"
+        )
+    return summary
+
+
+async def _create(
+    config: DeadlinesConfig,
+    session_ids: Sequence[str],
+    created: list[str],
+    t0_ms: float,
+    console: Console,
+) -> list[int]:
+    """Create and start every session so its deadline lands at its slot; return the deadlines.
+
+    Raises:
+        SetupError: an answer other than 201 / 200, a start response without
+            ``deadline_ms``, or a slot less than MIN_BUDGET_MS away (lead too short).
+    """
+    index = {session_id: i for i, session_id in enumerate(session_ids)}
+    spacing_ms = config.window_s * 1000 / config.sessions
+    nodes = config.nodes
+    deadlines = [0] * len(session_ids)
+
+    def route(session_id: str) -> BaseUrl:
+        return config.bases[(index[session_id] // nodes) % nodes]
+
+    async def create_and_start(connection: HttpConnection, session_id: str) -> None:
+        i = index[session_id]
+        budget = round(t0_ms + i * spacing_ms - _now_ms())
+        if budget < MIN_BUDGET_MS:
+            raise SetupError(
+                f"setup fell behind: session {i} would need a budget of {budget} ms "
+                f"(minimum {MIN_BUDGET_MS}); raise --lead-s (was {config.effective_lead_s} s)"
+            )
+        body = {
+            "session_id": session_id,
+            "sync_mode": "per_participant",
+            "participants": [
+                {
+                    "participant_id": str(uuid.uuid4()),
+                    "participant_index": 0,
+                    "total_time_ms": budget,
+                }
+            ],
+            "total_time_ms": budget,
+            "increment_ms": 0,
+        }
+        response = await connection.request("POST", "/v1/sessions", msgspec.json.encode(body), JSON)
+        expect(response, 201, "POST /v1/sessions")
+        created.append(session_id)
+        response = await connection.request("POST", f"/v1/sessions/{session_id}/start", b"")
+        expect(response, 200, f"POST /v1/sessions/{session_id}/start")
+        deadline = _decode_start(response.body).data.deadline_ms
+        if deadline is None:
+            raise SetupError(f"start of {session_id} answered no deadline_ms")
+        deadlines[i] = deadline
+
+    await for_each(config.bases[0], session_ids, create_and_start, console, "setup", route=route)
+    return deadlines
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector from pausing the harness inside the window.
+
+    Everything allocated so far (sockets, sessions) is frozen out of future
+    collections, and collection is off until the block ends.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def _receive(
+    config: DeadlinesConfig, run: _Run, t0_ms: float, console: Console
+) -> procstat.CpuUsage:
+    """Wait for T0, then for every expiry; show fired/expected and the running p99."""
+    subscribers = run.subscribers
+    deadlines_ns = [deadline * 1_000_000 for deadline in run.deadlines_ms]
+    fired_log: list[int] = []
+    for subscriber in subscribers:
+        subscriber.fired_log = fired_log
+        if subscriber.expired_ns is not None:  # fired during setup (lead too short)
+            fired_log.append(subscriber.tag)
+    progress = Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+        auto_refresh=False,
+    )
+    lags: list[int] = []  # sorted, ns
+    seen = 0
+
+    def fold() -> str:
+        nonlocal seen
+        for tag in fired_log[seen:]:
+            arrival = subscribers[tag].expired_ns
+            assert arrival is not None
+            bisect.insort(lags, arrival - deadlines_ns[tag])
+        seen = len(fired_log)
+        if not lags:
+            return ""
+        duplicates = sum(s.duplicates for s in subscribers)
+        return (
+            f"p99 {percentile(lags, 99) / 1e6:.2f} ms, max {lags[-1] / 1e6:.2f} ms, "
+            f"{duplicates} dup"
+        )
+
+    end_ms = t0_ms + (config.window_s + DRAIN_S) * 1000
+    with _no_gc(), progress:
+        task = progress.add_task("", total=len(subscribers), stats="")
+        while (wait_ms := t0_ms - _now_ms()) > 0:
+            progress.update(task, description=f"first deadline in {wait_ms / 1000:.1f} s")
+            progress.refresh()
+            await asyncio.sleep(min(POLL_S, wait_ms / 1000))
+        start = procstat.sample(config.server_pids)
+        progress.update(task, description="expiring")
+        while len(fired_log) < len(subscribers) and _now_ms() < end_ms:
+            await asyncio.sleep(POLL_S)
+            progress.update(task, completed=len(fired_log), stats=fold())
+            progress.refresh()
+        end = procstat.sample(config.server_pids)
+        if len(fired_log) == len(subscribers):
+            progress.update(task, description="listening for duplicates")
+            progress.refresh()
+            await asyncio.sleep(DUPLICATE_GRACE_S)
+        progress.update(task, description="done", completed=len(fired_log), stats=fold())
+        progress.refresh()
+    return procstat.usage(start, end)
+
+
+def write_samples(path: Path, run: _Run) -> None:
+    """Write ``session,deadline_ms,arrival_ms,ts_ms,duplicates,closed`` per session.
+
+    ``arrival_ms`` is the wall-clock arrival of the first ``session_expired``
+    (fractional ms) and ``ts_ms`` its ``ts``; both are empty for a missed session.
+    ``closed`` is the close cause of a socket that closed before the end.
+    """
+    lines = ["session,deadline_ms,arrival_ms,ts_ms,duplicates,closed"]
+    for subscriber in run.subscribers:
+        arrival = "" if subscriber.expired_ns is None else f"{subscriber.expired_ns / 1e6:.3f}"
+        ts = "" if subscriber.expired_ts is None else str(subscriber.expired_ts)
+        closed = run.closed_early.get(subscriber.tag, "")
+        lines.append(
+            f"{subscriber.tag},{run.deadlines_ms[subscriber.tag]},{arrival},{ts},"
+            f"{subscriber.duplicates},{closed}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _close_cause(subscriber: Subscriber) -> str:
+    """Describe why a socket closed: ``"1013 send queue overflow"``, ``"abnormal"``..."""
+    code = subscriber.close_code
+    if code is None or code == 1006:
+        return "abnormal (no close frame)"
+    reason = subscriber.close_reason
+    return f"{code} {reason}" if reason else str(code)
+
+
+def _summarize(config: DeadlinesConfig, run: _Run, cpu: procstat.CpuUsage) -> DeadlinesSummary:
+    lags: list[int] = []
+    server_lags: list[int] = []
+    duplicates = 0
+    events: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    for subscriber in run.subscribers:
+        deadline = run.deadlines_ms[subscriber.tag]
+        if subscriber.expired_ns is not None:
+            lags.append(subscriber.expired_ns - deadline * 1_000_000)
+            if subscriber.expired_ts is not None:
+                server_lags.append((subscriber.expired_ts - deadline) * 1_000_000)
+        duplicates += subscriber.duplicates
+        events.update(subscriber.events)
+        other.update(subscriber.other)
+    expected = len(run.deadlines_ms)
+    return DeadlinesSummary(
+        scenario="deadlines",
+        sessions=config.sessions,
+        window_s=config.window_s,
+        nodes=config.nodes,
+        urls=[str(base) for base in config.bases],
+        lead_s=run.lead_s,
+        setup_s=run.setup_s,
+        first_deadline_after_setup_s=run.first_deadline_after_setup_s,
+        expected=expected,
+        fired=len(lags),
+        missed=expected - len(lags),
+        duplicates=duplicates,
+        other_events=dict(events),
+        other_messages=dict(other),
+        sockets_closed_early=dict(Counter(run.closed_early.values())),
+        lag_ms=summarize_latencies(lags),
+        server_lag_ms=summarize_latencies(server_lags),
+        duration_s=round(cpu.wall_s, 3),
+        server_cpu_percent=cpu.server_percent,
+        client_cpu_percent=cpu.client_percent,
+        client_bound_warning=cpu.client_bound,
+        host_cpu_percent=cpu.host_percent,
+        others_cpu_percent=cpu.others_percent,
+    )

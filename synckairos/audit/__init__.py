@@ -1,0 +1,1 @@
+"""The durable audit trail: outbox relay, dramatiq actor, PostgreSQL, recovery."""

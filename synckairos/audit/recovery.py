@@ -1,0 +1,79 @@
+"""Bulk recovery and reconciliation between Redis and PostgreSQL.
+
+* ``recover_all``: after a total Redis loss, restore every session whose
+  newest persisted event leaves it unfinished (create-if-absent).
+* ``reconcile``: compare each session's Redis version with its newest
+  persisted version, and repair the ones where PostgreSQL is newer: what a
+  failover that lost acknowledged Redis writes leaves behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from synckairos.node import Node
+
+__all__ = ["ReconcileReport", "reconcile", "recover_all"]
+
+Progress = Callable[[int, int], None]
+
+
+class ReconcileReport(msgspec.Struct):
+    """Outcome of ``reconcile``: session ids by what was found."""
+
+    checked: int = 0
+    in_step: int = 0
+    redis_newer: list[str] = msgspec.field(default_factory=list)
+    """Redis ahead of PostgreSQL: normal while the pipeline drains."""
+    postgres_newer: list[str] = msgspec.field(default_factory=list)
+    """PostgreSQL ahead of Redis: Redis lost acknowledged writes."""
+    missing_in_redis: list[str] = msgspec.field(default_factory=list)
+    """Unfinished in PostgreSQL, absent from Redis."""
+    repaired: list[str] = msgspec.field(default_factory=list)
+
+
+async def recover_all(node: Node, progress: Progress | None = None) -> list[str]:
+    """Restore every unfinished session Redis lacks; returns the ids restored."""
+    assert node.archive is not None, "recover_all needs an audit store"
+    candidates = [e.session_id for e in await node.archive.latest_events() if e.unfinished]
+    restored: list[str] = []
+    for done, session_id in enumerate(candidates, 1):
+        if await node.store.load(session_id) is None and await node.restore(session_id):
+            restored.append(session_id)
+        if progress is not None:
+            progress(done, len(candidates))
+    return restored
+
+
+async def reconcile(
+    node: Node, *, repair: bool = True, progress: Progress | None = None
+) -> ReconcileReport:
+    """Compare Redis and PostgreSQL versions; repair where PostgreSQL is newer."""
+    assert node.archive is not None, "reconcile needs an audit store"
+    report = ReconcileReport()
+    events = [e for e in await node.archive.latest_events() if not e.deleted]
+    for done, event in enumerate(events, 1):
+        report.checked += 1
+        stored = await node.store.load(event.session_id)
+        if stored is None:
+            if event.unfinished:
+                report.missing_in_redis.append(event.session_id)
+                if repair and await node.restore(event.session_id):
+                    report.repaired.append(event.session_id)
+            else:
+                report.in_step += 1  # finished and expired from Redis: expected
+        else:
+            redis_version = msgspec.json.decode(stored.state_json)["version"]
+            if redis_version == event.version:
+                report.in_step += 1
+            elif redis_version > event.version:
+                report.redis_newer.append(event.session_id)
+            else:
+                report.postgres_newer.append(event.session_id)
+                if repair and await node.restore(event.session_id, over_version=redis_version):
+                    report.repaired.append(event.session_id)
+        if progress is not None:
+            progress(done, len(events))
+    return report
