@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from benchmarks.audit import AuditConfig, run_audit
 from benchmarks.deadlines import (
     DEFAULT_CONCURRENCY,
     LEAD_MARGIN_S,
@@ -104,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     switch.add_argument(
         "--participants", type=_number(int, 1, 1000), default=2, help="participants per session"
     )
+
+    audit = scenarios.add_parser(
+        "audit",
+        help="the switch load while watching the PostgreSQL audit backlog and its drain",
+        formatter_class=formatter,
+    )
+    _common(audit)
+    audit.add_argument("--sessions", type=_number(int, 1), default=2000, help="sessions to switch")
+    audit.add_argument("--clients", type=_number(int, 1), default=64, help="concurrent connections")
+    audit.add_argument(
+        "--duration", type=_number(float, 0.001), default=30.0, help="measured seconds"
+    )
+    audit.add_argument("--warmup", type=_number(float, 0), default=2.0, help="unrecorded seconds")
 
     fanout = scenarios.add_parser(
         "fanout",
@@ -242,7 +256,26 @@ def _ws_idle(
     return run(run_ws_idle(config, console))
 
 
-SCENARIOS: dict[str, Scenario] = {"switch": _switch, "fanout": _fanout, "ws-idle": _ws_idle}
+def _audit(
+    args: argparse.Namespace, base: BaseUrl, server_pid: int | None, console: Console
+) -> msgspec.Struct:
+    switch = SwitchConfig(
+        base=base,
+        sessions=args.sessions,
+        clients=args.clients,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        server_pid=server_pid,
+    )
+    return run(run_audit(AuditConfig(switch), console))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "switch": _switch,
+    "audit": _audit,
+    "fanout": _fanout,
+    "ws-idle": _ws_idle,
+}
 
 
 def _deadlines(
