@@ -335,3 +335,32 @@ async def test_reconcile_repairs_sessions_where_postgres_is_newer(stack: Stack):
     repaired = await client.hget(f"{stack.prefix}:{{{sid}}}", "v")
     assert repaired is not None and int(repaired) == latest["version"] + 1
     await client.aclose()
+
+
+async def test_a_batch_that_keeps_failing_is_dead_lettered_then_requeued(stack: Stack):
+    from synckairos.embedded import free_port
+
+    stack.worker.stop()
+    broken = {
+        **stack.env,
+        "SYNCKAIROS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+        "SYNCKAIROS_AUDIT_MAX_RETRIES": "1",
+    }
+    stack.worker = Worker(broken)
+    body = session_body()
+    sid = body["session_id"]
+    async with httpx.AsyncClient(base_url=stack.server.url) as http:
+        await http.post("/v1/sessions", json=body)
+        for _ in range(200):
+            text = (await http.get("/metrics")).text
+            if "synckairos_audit_dead_lettered 0.0" not in text:
+                break
+            await asyncio.sleep(0.1)
+        assert "synckairos_audit_dead_lettered 1.0" in text
+        assert await _persisted_version(stack.database_url, sid) == 0
+        stack.worker.stop()
+        stack.worker = Worker(stack.env)
+        result = await _cli(stack, "audit", "requeue")
+        assert result.returncode == 0, result.stderr
+        assert "requeued 1" in result.stdout
+        await _wait_persisted(stack.database_url, sid, 1)
