@@ -89,11 +89,19 @@ POLL_S = 0.2
 #: Seconds to wait after the last socket opened before checking that all are
 #: still open: the server subscribes and reads the (missing) session only
 #: after sending CONNECTED, and closes the socket with 1013 if that fails.
-OPEN_SETTLE_S = 0.5
+#: Long enough to cover a garbage-collection pause of the server (about 1 s
+#: with 10,000 sockets on the reference machine).
+OPEN_SETTLE_S = 2.0
 
-#: Default handshakes in flight while opening. Each one makes the server use a
-#: Redis connection right after CONNECTED, and its redis-py pool (100
-#: connections, non-blocking) fails the excess with "Too many connections".
+#: Rounds of reopening sockets the server closed with 1013 ("try again") right
+#: after CONNECTED, as a client is told to do; after that, setup fails.
+REOPEN_ROUNDS = 3
+
+#: Default handshakes in flight while opening. After CONNECTED the server uses
+#: a Redis connection per socket, and its redis-py pool (100 connections,
+#: non-blocking) fails the excess with "Too many connections" (close 1013).
+#: Client concurrency does not bound that work (it continues after CONNECTED),
+#: but a lower one makes it rarer; the rest are reopened.
 DEFAULT_CONCURRENCY = 50
 
 #: Default lead: this many seconds between the estimated end of setup and T0...
@@ -168,6 +176,7 @@ class DeadlinesSummary(msgspec.Struct):
     duplicates: int
     other_events: dict[str, int]
     other_messages: dict[str, int]
+    sockets_reopened: dict[str, int]
     sockets_closed_early: dict[str, int]
     lag_ms: LatencySummary | None
     server_lag_ms: LatencySummary | None
@@ -270,6 +279,8 @@ class _Run:
     lead_s: float = 0.0
     setup_s: float = 0.0
     first_deadline_after_setup_s: float = 0.0
+    reopened: Counter[str] = field(default_factory=Counter)
+    """Sockets closed right after CONNECTED and opened again, by close cause."""
     closed_early: dict[int, str] = field(default_factory=dict)
     """Close cause of the sockets no longer open at the end of the window, by tag."""
 
@@ -299,26 +310,7 @@ async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesS
             (i, ws_url(config.bases[i % config.nodes], session_id))
             for i, session_id in enumerate(session_ids)
         ]
-        await open_subscribers(
-            targets,
-            opened,
-            concurrency=config.concurrency,
-            compression=False,
-            console=console,
-            stop_on_error=True,
-            connection_class=ExpirySubscriber,
-        )
-        run.subscribers = sorted(
-            (cast(ExpirySubscriber, subscriber) for subscriber in opened),
-            key=lambda subscriber: subscriber.tag,
-        )
-        await asyncio.sleep(OPEN_SETTLE_S)
-        closed = Counter(_close_cause(s) for s in run.subscribers if not s.is_open)
-        if closed:
-            raise SetupError(
-                f"{closed.total()} sockets were closed by the server right after CONNECTED "
-                f"({dict(closed)}); try a lower --concurrency (was {config.concurrency})"
-            )
+        run.subscribers = await _subscribe(config, targets, opened, run.reopened, console)
         setup_start = _now_ms()
         t0_ms = setup_start + lead_s * 1000
         run.deadlines_ms = await _create(config, session_ids, created, t0_ms, console)
@@ -360,6 +352,64 @@ async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesS
             "its own speed, not the server, may dominate the lags"
         )
     return summary
+
+
+async def _subscribe(
+    config: DeadlinesConfig,
+    targets: Sequence[tuple[int, str]],
+    opened: list[Subscriber],
+    reopened: Counter[str],
+    console: Console,
+) -> list[ExpirySubscriber]:
+    """Open a subscriber per target; return them by tag, all open.
+
+    Every socket opened is appended to ``opened`` (for the caller to close).
+    After each round, waits OPEN_SETTLE_S; sockets the server closed with 1013
+    meanwhile are counted in ``reopened`` and opened again, up to REOPEN_ROUNDS.
+
+    Raises:
+        SetupError: a socket closed otherwise, or still closed after the last round.
+        ConnectionClosed, InvalidHandshake, TimeoutError, OSError: a handshake failed.
+    """
+    pending = list(targets)
+    live: dict[int, ExpirySubscriber] = {}
+    for attempt in range(REOPEN_ROUNDS + 1):
+        batch: list[Subscriber] = []
+        try:
+            await open_subscribers(
+                pending,
+                batch,
+                concurrency=config.concurrency,
+                compression=False,
+                console=console,
+                stop_on_error=True,
+                connection_class=ExpirySubscriber,
+            )
+        finally:
+            opened.extend(batch)
+        await asyncio.sleep(OPEN_SETTLE_S)
+        closed: list[Subscriber] = []
+        for subscriber in batch:
+            if subscriber.is_open:
+                live[subscriber.tag] = cast(ExpirySubscriber, subscriber)
+            else:
+                closed.append(subscriber)
+        if not closed:
+            break
+        causes = Counter(_close_cause(subscriber) for subscriber in closed)
+        retriable = all(cause.startswith("1013") for cause in causes)
+        if not retriable or attempt == REOPEN_ROUNDS:
+            raise SetupError(
+                f"{len(closed)} sockets were closed by the server right after CONNECTED "
+                f"({dict(causes)}); try a lower --concurrency (was {config.concurrency})"
+            )
+        reopened.update(causes)
+        console.print(
+            f"[yellow]warning:[/] the server closed {len(closed)} sockets right after "
+            f"CONNECTED ({dict(causes)}); opening them again"
+        )
+        pending = [targets[subscriber.tag] for subscriber in closed]
+    return [live[tag] for tag, _ in targets]
 
 
 async def _create(
@@ -554,6 +604,7 @@ def _summarize(config: DeadlinesConfig, run: _Run, cpu: procstat.CpuUsage) -> De
         duplicates=duplicates,
         other_events=dict(events),
         other_messages=dict(other),
+        sockets_reopened=dict(run.reopened),
         sockets_closed_early=dict(Counter(run.closed_early.values())),
         lag_ms=summarize_latencies(lags),
         server_lag_ms=summarize_latencies(server_lags),

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from synckairos import http_api, ws_api
+from synckairos import gcwatch, http_api, ws_api
 from synckairos.audit.archive import AuditArchive
 from synckairos.config import Settings, load_settings
 from synckairos.fanout import PubSubListener
@@ -94,6 +94,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gcwatch.install(freeze=settings.gc_unfreeze_s > 0)
+        unfreezing = (
+            asyncio.create_task(gcwatch.run_unfreezer(settings.gc_unfreeze_s))
+            if settings.gc_unfreeze_s > 0
+            else None
+        )
         client = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True
         )
@@ -150,6 +156,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduling
             await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
+            if unfreezing is not None:
+                unfreezing.cancel()
             listener.stop()
             listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):

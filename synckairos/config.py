@@ -81,6 +81,10 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_WORKER_HEARTBEAT_TIMEOUT_MS``: a worker silent this long is
     #: dead; the batches it held are delivered again.
     worker_heartbeat_timeout_ms: int = 10_000
+    #: ``SYNCKAIROS_GC_UNFREEZE_S``: survivors of full garbage collections are frozen
+    #: (large heaps then pause for milliseconds, not a second) and unfrozen this
+    #: often so old reference cycles are still reclaimed; 0 disables freezing.
+    gc_unfreeze_s: int = 900
 
 
 def _cast(name: str, raw: str, default: object) -> object:

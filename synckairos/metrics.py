@@ -19,6 +19,7 @@ __all__ = [
     "CONFLICTS",
     "DEADLINES",
     "FIRING_LAG",
+    "GC_PAUSE",
     "OUTBOX_DROPPED",
     "OUTBOX_LENGTH",
     "PUBSUB_RESUBSCRIBES",
@@ -108,4 +109,11 @@ AUDIT_DEAD_LETTERED = Gauge(
 )
 AUDIT_RELAY_LAG = Gauge(
     "synckairos_audit_relay_lag_seconds", "Age of the oldest audit event not yet relayed."
+)
+
+GC_PAUSE = Histogram(
+    "synckairos_gc_pause_seconds",
+    "Garbage-collector pauses by generation (a full collection stops the process).",
+    ["generation"],
+    buckets=(0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
