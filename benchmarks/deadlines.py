@@ -107,11 +107,12 @@ DEFAULT_CONCURRENCY = 50
 #: Default lead: this many seconds between the estimated end of setup and T0...
 LEAD_MARGIN_S = 3.0
 
-#: ...with setup estimated at this many sessions (create + start) per second:
-#: about half what a 2-core machine does with the subscribers attached
-#: (10,000 in 5.5 s), so that the estimate errs on the long side. Extra nodes
-#: on the same machine do not make setup faster, so it does not scale with them.
-SETUP_RATE_ESTIMATE = 1000.0
+#: ...with setup estimated at this many sessions (create + start) per second,
+#: below what a 2-core machine does with the subscribers attached (10,000 in
+#: 5.5 s without the audit worker, 8-11 s with it), so that the estimate errs
+#: on the long side. Extra nodes on the same machine do not make setup faster,
+#: so it does not scale with them.
+SETUP_RATE_ESTIMATE = 700.0
 
 #: ``others_cpu_percent`` above which a warning says the machine was not quiet.
 BUSY_NEIGHBOURS_PERCENT = 10.0
