@@ -82,6 +82,17 @@ class RedisStore:
         """Return the key names of ``session_id``."""
         return SessionKeys(self.prefix, session_id)
 
+    def _script_keys(self, keys: SessionKeys) -> list[str]:
+        """KEYS of session_commit.lua and session_delete.lua, in their order."""
+        return [
+            keys.state,
+            keys.history,
+            self.deadlines_key,
+            self.outbox_key,
+            self.dropped_key,
+            self.active_key,
+        ]
+
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
@@ -108,14 +119,7 @@ class RedisStore:
         keys = self.keys(change.session_id)
         result = await self._call(
             self._commit(
-                keys=[
-                    keys.state,
-                    keys.history,
-                    self.deadlines_key,
-                    self.outbox_key,
-                    self.dropped_key,
-                    self.active_key,
-                ],
+                keys=self._script_keys(keys),
                 args=[
                     change.expected_version,
                     change.state_json,
@@ -164,14 +168,7 @@ class RedisStore:
         keys = self.keys(session_id)
         version = await self._call(
             self._delete(
-                keys=[
-                    keys.state,
-                    keys.history,
-                    self.deadlines_key,
-                    self.outbox_key,
-                    self.dropped_key,
-                    self.active_key,
-                ],
+                keys=self._script_keys(keys),
                 args=[
                     session_id,
                     uuid.uuid4().hex,
