@@ -10,4 +10,5 @@ Modules:
 - ``procstat``: CPU accounting of the server process tree and of the load generator.
 - ``stats``: exact latency percentiles.
 - ``switch``: the "switch throughput and latency" scenario.
+- ``deadlines``: the "server-side timer expiry" scenario (lag, misses, duplicates).
 """

@@ -22,8 +22,10 @@ from benchmarks.audit import AuditConfig, run_audit
 from benchmarks.deadlines import (
     DEFAULT_CONCURRENCY,
     LEAD_MARGIN_S,
+    MAX_BUDGET_MS,
     SETUP_RATE_ESTIMATE,
     DeadlinesConfig,
+    default_lead_s,
     run_deadlines,
 )
 from benchmarks.fanout import FanoutConfig, run_fanout
@@ -349,8 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.server_pid is not None and args.url is None:
         parser.error("--server-pid needs --url (a private stack is measured automatically)")
-    if args.scenario == "deadlines" and args.url and args.nodes not in (None, len(args.url)):
-        parser.error(f"--nodes {args.nodes} does not match the {len(args.url)} --url given")
+    if args.scenario == "deadlines":
+        if args.url and args.nodes not in (None, len(args.url)):
+            parser.error(f"--nodes {args.nodes} does not match the {len(args.url)} --url given")
+        lead_s = default_lead_s(args.sessions) if args.lead_s is None else args.lead_s
+        if (lead_s + args.window_s) * 1000 > MAX_BUDGET_MS:
+            parser.error(
+                f"--lead-s ({lead_s:g}) + --window-s must not exceed {MAX_BUDGET_MS // 1000} s "
+                "(the longest budget the server accepts)"
+            )
     console = Console(stderr=True)
     try:
         _run_scenario(args, console)

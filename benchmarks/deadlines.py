@@ -2,7 +2,9 @@
 
 1. Subscribe: open one WebSocket subscriber per (not yet existing) session,
    ``concurrency`` handshakes at a time, subscriber i on node ``i mod nodes``,
-   and wait for each one's ``CONNECTED``. Any failure stops the run.
+   and wait for each one's ``CONNECTED``. Sockets the server closes with 1013
+   within :data:`OPEN_SETTLE_S` are opened again (:data:`REOPEN_ROUNDS`); any
+   other failure stops the run.
 2. Setup: T0 = now + ``lead_s``. Session i (one participant,
    ``per_participant``) gets the budget that puts its deadline at
    ``T0 + i * window_s / sessions``: budget = target - the wall clock just
