@@ -33,7 +33,7 @@ from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
 from synckairos.scheduler import DeadlineScheduler
-from synckairos.store.redis import RedisStore
+from synckairos.store.redis import RedisStore, connect
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
 
 __all__ = ["DEFAULT_REDIS_URL", "create_app"]
@@ -100,9 +100,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             if settings.gc_unfreeze_s > 0
             else None
         )
-        client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, socket_keepalive=True
-        )
+        client = connect(url, max_connections=settings.redis_max_connections)
         pubsub_client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=2,

@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``synckairos dev`` start a private one (``serve``/``worker`` then run
     #: without an audit store).
     database_url: str | None = None
+    #: ``SYNCKAIROS_REDIS_MAX_CONNECTIONS``: Redis connections per process; a request
+    #: beyond it waits (up to 5 s, then 503) for a free one instead of failing.
+    redis_max_connections: int = 256
     #: ``SYNCKAIROS_HOST``: interface the HTTP server binds.
     host: str = "127.0.0.1"
     #: ``SYNCKAIROS_PORT``: TCP port of the HTTP server.
@@ -132,6 +135,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "ws_ping_timeout_s",
         "ws_max_message_bytes",
         "subscribe_timeout_s",
+        "redis_max_connections",
         "deadline_lease_ms",
         "scheduler_max_idle_ms",
         "audit_batch",

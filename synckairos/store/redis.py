@@ -30,11 +30,30 @@ from redis import exceptions as redis_errors
 from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
 from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
 
-__all__ = ["RedisStore", "SessionKeys"]
+__all__ = ["RedisStore", "SessionKeys", "connect"]
 
 _SCRIPTS = {path.stem: path.read_text() for path in (Path(__file__).parent / "lua").glob("*.lua")}
 
 _DRIVER_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def connect(url: str, *, max_connections: int = 256, wait_s: float = 5.0) -> aioredis.Redis:
+    """A client for the store whose pool *waits* for a free connection.
+
+    redis-py's default pool raises "Too many connections" once its limit is
+    reached; a burst (thousands of sockets syncing at once) would then fail
+    requests that a moment's wait serves. Here a request waits up to
+    ``wait_s`` for a connection, then fails with a connection error (503).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=wait_s,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        socket_keepalive=True,
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class SessionKeys:

@@ -206,3 +206,15 @@ async def test_concurrent_commands_on_one_session_lose_no_update(store: RedisSto
     state, _ = await node.load(sid)
     assert state.version == 42
     assert sum(p.cycle_count for p in state.participants) == 40
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections(redis_server):
+    from synckairos.store.redis import connect
+
+    store = RedisStore(connect(redis_server.url, max_connections=2), prefix="burst")
+    node = Node(store, clock=FakeClock())
+    spec = _spec()
+    await node.create(spec)
+    loads = await asyncio.gather(*(store.read_since(spec.session_id, 0) for _ in range(200)))
+    assert all(h.version == 1 for h in loads)
+    await store.close()
