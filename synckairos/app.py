@@ -33,15 +33,12 @@ from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
 from synckairos.scheduler import DeadlineScheduler
-from synckairos.store.redis import RedisStore, connect
+from synckairos.store.redis import RedisStore
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
 
-__all__ = ["DEFAULT_REDIS_URL", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
-
-#: Redis used by ``serve`` when ``SYNCKAIROS_REDIS_URL`` is not set.
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 #: Seconds the graceful shutdown waits for sockets to take their 1001 close.
 SOCKET_DRAIN_TIMEOUT = 2.0
@@ -90,7 +87,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
         clock: server time in epoch ms (tests inject a controllable one).
     """
     settings = settings or load_settings()
-    url = settings.redis_url or DEFAULT_REDIS_URL
+    url = settings.redis_target()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,20 +97,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             if settings.gc_unfreeze_s > 0
             else None
         )
-        client = connect(url, max_connections=settings.redis_max_connections)
+        store = RedisStore.from_settings(settings)
         pubsub_client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=2,
             socket_keepalive=True,
             health_check_interval=5,
             retry=Retry(NoBackoff(), 0),
-        )
-        store = RedisStore(
-            client,
-            prefix=settings.key_prefix,
-            history_maxlen=settings.history_maxlen,
-            outbox_maxlen=settings.outbox_maxlen,
-            finished_ttl_ms=settings.finished_ttl_s * 1000,
         )
         hub = Hub()
         listener = PubSubListener(

@@ -26,7 +26,6 @@ from contextlib import ExitStack, asynccontextmanager
 from types import FrameType
 
 import msgspec
-import redis.asyncio as aioredis
 import uvicorn
 from rich.progress import Progress
 
@@ -40,9 +39,6 @@ from synckairos.node import Node
 from synckairos.store.redis import RedisStore
 
 __all__ = ["main"]
-
-#: Redis used when ``SYNCKAIROS_REDIS_URL`` is not set (``serve``, ``worker``, ...).
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -164,20 +160,13 @@ def _worker(args: argparse.Namespace) -> int:
     from synckairos.audit.worker import run_worker
 
     settings = _settings(args)
-    run_worker(settings, settings.redis_url or DEFAULT_REDIS_URL, _require_database(settings))
+    run_worker(settings, settings.redis_target(), _require_database(settings))
     return 0
 
 
 @asynccontextmanager
 async def _node(settings: Settings) -> AsyncIterator[Node]:
-    client = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-    store = RedisStore(
-        client,
-        prefix=settings.key_prefix,
-        history_maxlen=settings.history_maxlen,
-        outbox_maxlen=settings.outbox_maxlen,
-        finished_ttl_ms=settings.finished_ttl_s * 1000,
-    )
+    store = RedisStore.from_settings(settings)
     node = Node(store)
     node.archive = AuditArchive(_require_database(settings))
     try:
@@ -233,7 +222,7 @@ def _audit(args: argparse.Namespace) -> int:
     from synckairos.audit.requeue import requeue_dead_letters
 
     settings = _settings(args)
-    broker = build_broker(settings.redis_url or DEFAULT_REDIS_URL, prefix=settings.key_prefix)
+    broker = build_broker(settings.redis_target(), prefix=settings.key_prefix)
     moved = requeue_dead_letters(broker)
     broker.close()
     print(f"requeued {moved} dead-lettered audit batch(es)")

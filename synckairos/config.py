@@ -11,7 +11,11 @@ from collections.abc import Mapping
 
 import msgspec
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_REDIS_URL", "ConfigError", "Settings", "load_settings"]
+
+
+#: Redis used when ``SYNCKAIROS_REDIS_URL`` is not set (all commands but ``dev``).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class ConfigError(ValueError):
@@ -88,6 +92,10 @@ class Settings(msgspec.Struct, frozen=True):
     #: (large heaps then pause for milliseconds, not a second) and unfrozen this
     #: often so old reference cycles are still reclaimed; 0 disables freezing.
     gc_unfreeze_s: int = 900
+
+    def redis_target(self) -> str:
+        """The Redis to use: ``redis_url``, or ``DEFAULT_REDIS_URL`` when unset."""
+        return self.redis_url or DEFAULT_REDIS_URL
 
 
 def _cast(name: str, raw: str, default: object) -> object:

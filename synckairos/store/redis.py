@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from synckairos.config import Settings
 from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
 from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
 
@@ -96,6 +97,17 @@ class RedisStore:
         self._commit = client.register_script(_SCRIPTS["session_commit"])
         self._delete = client.register_script(_SCRIPTS["session_delete"])
         self._claim = client.register_script(_SCRIPTS["deadline_claim"])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        """A store on ``settings``' Redis, with its prefix, bounds and pool size."""
+        return cls(
+            connect(settings.redis_target(), max_connections=settings.redis_max_connections),
+            prefix=settings.key_prefix,
+            history_maxlen=settings.history_maxlen,
+            outbox_maxlen=settings.outbox_maxlen,
+            finished_ttl_ms=settings.finished_ttl_s * 1000,
+        )
 
     def keys(self, session_id: str) -> SessionKeys:
         """Return the key names of ``session_id``."""
