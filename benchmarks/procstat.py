@@ -17,7 +17,7 @@ from ``/proc/stat``: what the server, the load generator and any neighbour
 used together. On a shared box, host - server - client is the neighbours'.
 
 Memory: :func:`server_pids` picks the server's own processes out of its tree
-(everything but ``redis-server``) and :func:`total_rss_kb` sums their
+(everything but Redis, PostgreSQL and the audit worker) and :func:`total_rss_kb` sums their
 ``VmRSS`` from ``/proc/PID/status``.
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "CpuSample",
     "CpuUsage",
     "host_cpu_seconds",
+    "is_server_process",
     "process_name",
     "rss_kb",
     "sample",
@@ -121,18 +122,41 @@ def process_name(pid: int) -> str | None:
         return None
 
 
-def server_pids(root_pid: int) -> list[int]:
-    """Return the members of the server's tree that are not a Redis server.
+def _cmdline(pid: int) -> list[str]:
+    """Return the arguments of ``pid`` (empty if gone or a kernel thread)."""
+    try:
+        with open(f"{_PROC}/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
 
-    For ``synckairos dev`` that is the uvicorn process itself (its private
-    ``redis-server`` child is left out); for ``synckairos serve --workers N``
-    the supervisor and its workers.
+
+#: ``comm`` prefixes of the processes of a server tree that are not the server.
+NOT_SERVER_PREFIXES = ("redis", "postgres")
+
+
+def is_server_process(pid: int) -> bool:
+    """True unless ``pid`` is a Redis, a PostgreSQL or a ``synckairos worker`` process."""
+    name = process_name(pid)
+    if name is None or name.startswith(NOT_SERVER_PREFIXES):
+        return False
+    args = _cmdline(pid)
+    return not any(
+        arg.endswith("synckairos") and args[i + 1 : i + 2] == ["worker"]
+        for i, arg in enumerate(args)
+    )
+
+
+def server_pids(root_pid: int) -> list[int]:
+    """Return the members of the server's tree that serve requests.
+
+    Left out: Redis and PostgreSQL servers and the audit worker
+    (``synckairos worker``), which ``synckairos dev`` runs as its children.
+    For ``synckairos dev`` that leaves the uvicorn process itself; for
+    ``synckairos serve --workers N`` the supervisor and its workers; for a
+    Node.js server, the node process.
     """
-    return [
-        pid
-        for pid in tree_pids(root_pid)
-        if not (process_name(pid) or "redis-server").startswith("redis")
-    ]
+    return [pid for pid in tree_pids(root_pid) if is_server_process(pid)]
 
 
 def rss_kb(pid: int) -> int | None:

@@ -28,6 +28,7 @@ __all__ = [
     "JSON",
     "SETUP_CONNECTIONS",
     "SetupError",
+    "create_body",
     "create_sessions",
     "delete_sessions",
     "expect",
@@ -88,6 +89,26 @@ async def for_each(
             raise errors.exceptions[0] from None
 
 
+def create_body(session_id: str, participants: int, bank_ms: int = BANK_MS) -> bytes:
+    """JSON body creating a ``per_participant`` session: ``participants`` banks of
+    ``bank_ms`` each, no increment (SyncKairos fields only)."""
+    body = {
+        "session_id": session_id,
+        "sync_mode": "per_participant",
+        "participants": [
+            {
+                "participant_id": str(uuid.uuid4()),
+                "participant_index": i,
+                "total_time_ms": bank_ms,
+            }
+            for i in range(participants)
+        ],
+        "total_time_ms": bank_ms,
+        "increment_ms": 0,
+    }
+    return msgspec.json.encode(body)
+
+
 def expect(response: Response, status: int, what: str) -> None:
     """Raise :class:`SetupError` unless ``response`` has ``status``."""
     if response.status != status:
@@ -111,21 +132,8 @@ async def create_sessions(
     """
 
     async def create_and_start(connection: HttpConnection, session_id: str) -> None:
-        body = {
-            "session_id": session_id,
-            "sync_mode": "per_participant",
-            "participants": [
-                {
-                    "participant_id": str(uuid.uuid4()),
-                    "participant_index": i,
-                    "total_time_ms": BANK_MS,
-                }
-                for i in range(participants)
-            ],
-            "total_time_ms": BANK_MS,
-            "increment_ms": 0,
-        }
-        response = await connection.request("POST", "/v1/sessions", msgspec.json.encode(body), JSON)
+        body = create_body(session_id, participants)
+        response = await connection.request("POST", "/v1/sessions", body, JSON)
         expect(response, 201, "POST /v1/sessions")
         created.append(session_id)
         response = await connection.request("POST", f"/v1/sessions/{session_id}/start", b"")

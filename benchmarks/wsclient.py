@@ -9,8 +9,9 @@ sockets:
   wake-up per message): :meth:`Subscriber.process_event`, called by the
   connection's ``data_received`` for every frame parsed from the socket,
   handles data frames itself;
-- each message is decoded with msgspec into a two-field struct
-  (:class:`Head`: ``type`` and ``version``), skipping the rest of the JSON;
+- each message is decoded with msgspec into a small struct (:class:`Head`:
+  ``type`` and ``version``, or ``state.version`` when the server has no
+  top-level version), skipping the rest of the JSON;
 - a ``STATE_UPDATE`` appends ``(version, arrival_ns)`` to
   :attr:`Subscriber.updates`, where ``arrival_ns`` is the
   :func:`time.perf_counter_ns` read when the bytes carrying it were handed to
@@ -61,6 +62,7 @@ __all__ = [
     "Head",
     "NoStateSyncError",
     "OpenFailures",
+    "StateVersion",
     "Subscriber",
     "check_fd_limit",
     "close_subscribers",
@@ -82,11 +84,29 @@ FD_MARGIN = 200
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+class StateVersion(msgspec.Struct, gc=False):
+    """The ``version`` of a message's ``state`` (the rest of the state is skipped)."""
+
+    version: int | None = None
+
+
 class Head(msgspec.Struct, gc=False):
-    """The two fields of a server message the benchmarks read; the rest is skipped."""
+    """The fields of a server message the benchmarks read; the rest is skipped.
+
+    ``version`` is our top-level **(ext)** field; a server without it (the
+    Node.js reference) still has ``state.version``, used as a fallback.
+    """
 
     type: str = ""
     version: int | None = None
+    state: StateVersion | None = None
+
+    @property
+    def state_version(self) -> int | None:
+        """``version``, or else ``state.version``."""
+        if self.version is not None:
+            return self.version
+        return None if self.state is None else self.state.version
 
 
 _decode_head: Callable[[Any], Head] = msgspec.json.Decoder(Head).decode
@@ -165,7 +185,7 @@ class Subscriber(ClientConnection):
             self.other["<undecodable>"] += 1
             return
         kind = head.type
-        version = head.version
+        version = head.state_version
         if kind == "STATE_UPDATE" and version is not None:
             self.updates.append((version, self._arrival_ns))
             if version not in self._seen:

@@ -34,22 +34,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks import procstat
+from benchmarks import progress
+from benchmarks.context import RunContext
 from benchmarks.httpclient import BaseUrl, HttpConnection, HttpError, encode_request
+from benchmarks.options import option
+from benchmarks.registry import Scenario
+from benchmarks.result import ScenarioResult
 from benchmarks.sessions import JSON, create_sessions, delete_sessions
-from benchmarks.stats import LatencySummary, summarize_latencies
+from benchmarks.stats import LatencyRecorder
 from benchmarks.wsclient import (
     Subscriber,
-    check_fd_limit,
     close_subscribers,
     open_subscribers,
     ws_url,
 )
 
-__all__ = ["DRAIN_TIMEOUT_S", "FanoutConfig", "FanoutSummary", "run_fanout"]
+__all__ = ["DRAIN_TIMEOUT_S", "SCENARIO", "FanoutOptions", "FanoutResult", "run_fanout"]
 
 #: Seconds to wait for outstanding deliveries after the last switch answered.
 DRAIN_TIMEOUT_S = 10.0
@@ -62,29 +63,21 @@ PARTICIPANTS = 2
 
 
 @dataclass(frozen=True, slots=True)
-class FanoutConfig:
-    """Parameters of one run (see the CLI for their meaning)."""
+class FanoutOptions:
+    """Options of ``fanout``."""
 
-    base: BaseUrl
-    sessions: int = 10
-    subscribers: int = 200
-    """Subscribers per session."""
-    switches: int = 10
-    """Switches per session."""
-    interval_ms: float = 100.0
-    concurrency: int = 100
-    """Sockets opened at a time."""
-    compression: bool = False
-    """Offer permessage-deflate when opening the sockets."""
-    server_pid: int | None = None
-    """Root of the server's process tree for CPU accounting, if known."""
+    sessions: int = option(10, "sessions, each with its own driver", low=1)
+    subscribers: int = option(200, "WebSocket subscribers per session", low=1)
+    switches: int = option(10, "switches per session", low=1)
+    interval_ms: float = option(100.0, "pause between two switches of one session, ms", low=0)
+    concurrency: int = option(100, "WebSocket handshakes in flight while opening", low=1)
+    compression: bool = option(False, "offer permessage-deflate to the server")
 
 
-class FanoutSummary(msgspec.Struct):
-    """The JSON result of a run; field order is the output order."""
+class FanoutResult(ScenarioResult, kw_only=True):
+    """Result of ``fanout``: ``ops.delivery`` is the delivery latency, ``ops.switch``
+    the switch round trip."""
 
-    scenario: str
-    url: str
     sessions: int
     subscribers_per_session: int
     switches_per_session: int
@@ -97,17 +90,10 @@ class FanoutSummary(msgspec.Struct):
     out_of_order: int
     unexpected: int
     other_messages: dict[str, int]
-    switch_errors: dict[str, int]
-    latency_ms: LatencySummary | None
-    switch_latency_ms: LatencySummary | None
-    duration_s: float
-    server_cpu_percent: float | None
-    client_cpu_percent: float
-    client_bound_warning: bool
 
 
 class _SwitchData(msgspec.Struct):
-    version: int
+    version: int | None = None
 
 
 class _SwitchEnvelope(msgspec.Struct):
@@ -123,51 +109,44 @@ class _Driver:
 
     sent_ns: dict[int, int]
     """perf_counter_ns before sending, by the version the switch produced."""
-    latencies_ns: list[int]
-    """Round trip of every successful switch."""
-    errors: Counter[str]
+    version: int
+    """Last version of the session known to the driver (from its STATE_SYNC, then
+    from each switch: the response's ``version``, or the previous one + 1 for a
+    server without that field)."""
 
 
-async def run_fanout(config: FanoutConfig, console: Console) -> FanoutSummary:
-    """Run the scenario against ``config.base`` and return its summary.
+async def run_fanout(options: FanoutOptions, ctx: RunContext) -> FanoutResult:
+    """Run the scenario against ``ctx.target`` and return its result.
 
     Raises:
         SetupError: a session could not be created or started, or too few file descriptors.
         OSError, HttpError: the server could not be reached during setup.
         ConnectionClosed, InvalidHandshake, TimeoutError: a socket could not be opened.
     """
-    check_fd_limit(config.sessions * config.subscribers + config.sessions)
-    session_ids = [str(uuid.uuid4()) for _ in range(config.sessions)]
+    session_ids = [str(uuid.uuid4()) for _ in range(options.sessions)]
     created: list[str] = []
     subscribers: list[Subscriber] = []
+    console = ctx.console
     try:
-        await create_sessions(config.base, session_ids, created, PARTICIPANTS, console)
+        await create_sessions(ctx.base, session_ids, created, PARTICIPANTS, console)
         targets = [
-            (index, ws_url(config.base, session_id))
+            (index, ws_url(ctx.base, session_id))
             for index, session_id in enumerate(session_ids)
-            for _ in range(config.subscribers)
+            for _ in range(options.subscribers)
         ]
         await open_subscribers(
             targets,
             subscribers,
-            concurrency=config.concurrency,
-            compression=config.compression,
+            concurrency=options.concurrency,
+            compression=options.compression,
             console=console,
             stop_on_error=True,
         )
-        drivers, cpu = await _load(config, session_ids, subscribers, console)
+        drivers = await _load(options, ctx, session_ids, subscribers)
     finally:
-        await close_subscribers(subscribers, concurrency=config.concurrency, console=console)
-        await delete_sessions(config.base, created, console)
-    summary = _summarize(config, drivers, subscribers, cpu)
-    if summary.missing:
-        console.print(f"[yellow]warning:[/] {summary.missing} deliveries missing")
-    if cpu.client_bound:
-        console.print(
-            f"[yellow]warning:[/] the harness used {cpu.client_percent} % of a core; "
-            "its own speed, not the server, may dominate the latencies"
-        )
-    return summary
+        await close_subscribers(subscribers, concurrency=options.concurrency, console=console)
+        await delete_sessions(ctx.base, created, console)
+    return _summarize(options, ctx, drivers, subscribers)
 
 
 async def _drive(
@@ -177,8 +156,9 @@ async def _drive(
     interval_s: float,
     delay_s: float,
     driver: _Driver,
+    recorder: LatencyRecorder,
 ) -> None:
-    """Switch ``session_id`` ``switches`` times, recording each switch in ``driver``."""
+    """Switch ``session_id`` ``switches`` times, recording each switch."""
     clock = time.perf_counter_ns
     request = encode_request(
         "POST", f"{base.prefix}/v1/sessions/{session_id}/switch", base.authority, b"{}", JSON
@@ -193,42 +173,38 @@ async def _drive(
             try:
                 response = await connection.roundtrip(request)
             except (HttpError, OSError) as exc:
-                driver.errors[type(exc).__name__] += 1
+                recorder.error(type(exc).__name__, start)
                 continue
             end = clock()
             if response.status != 200:
-                driver.errors[str(response.status)] += 1
+                recorder.error(str(response.status), start)
                 continue
             try:
                 version = _decode_switch(response.body).data.version
             except msgspec.DecodeError:
-                driver.errors["no version in response"] += 1
+                recorder.error("undecodable response", start)
                 continue
-            driver.sent_ns[version] = start
-            driver.latencies_ns.append(end - start)
+            driver.version = driver.version + 1 if version is None else version
+            driver.sent_ns[driver.version] = start
+            recorder.record(start, end - start)
     finally:
         connection.close()
 
 
 async def _load(
-    config: FanoutConfig,
+    options: FanoutOptions,
+    ctx: RunContext,
     session_ids: Sequence[str],
     subscribers: Sequence[Subscriber],
-    console: Console,
-) -> tuple[list[_Driver], procstat.CpuUsage]:
-    """Run the drivers, then wait for the deliveries; return the drivers and CPU use."""
-    drivers = [_Driver({}, [], Counter()) for _ in session_ids]
-    interval_s = config.interval_ms / 1000
-    progress = Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[switches]:>7,} switches"),
-        console=console,
-        auto_refresh=False,
-    )
-    expected_max = len(subscribers) * config.switches
+) -> list[_Driver]:
+    """Run the drivers, then wait for the deliveries; return the drivers."""
+    initial = [0] * len(session_ids)
+    for subscriber in subscribers:
+        initial[subscriber.tag] = max(initial[subscriber.tag], subscriber.synced.result())
+    drivers = [_Driver({}, version) for version in initial]
+    interval_s = options.interval_ms / 1000
+    recorder = ctx.recorder("switch")
+    expected_max = len(subscribers) * options.switches
 
     def received() -> int:
         return sum(subscriber.fresh for subscriber in subscribers)
@@ -236,55 +212,50 @@ async def _load(
     def switched() -> int:
         return sum(len(driver.sent_ns) for driver in drivers)
 
-    with progress:
-        task = progress.add_task("switching", total=expected_max, switches=0)
+    def text() -> str:
+        return f"{switched():>7,} switches {received():>9,}/{expected_max:,} delivered"
 
-        def refresh() -> None:
-            progress.update(task, completed=received(), switches=switched())
-            progress.refresh()
-
-        start = procstat.sample(config.server_pid)
+    async with (
+        progress.live(ctx.console, "switching", expected_max, received, text) as live,
+        ctx.measure(),
+    ):
         tasks = [
             asyncio.create_task(
                 _drive(
-                    config.base,
+                    ctx.base,
                     session_id,
-                    config.switches,
+                    options.switches,
                     interval_s,
                     i * interval_s / len(session_ids),
                     drivers[i],
+                    recorder,
                 )
             )
             for i, session_id in enumerate(session_ids)
         ]
         try:
-            while not all(t.done() for t in tasks):
-                await asyncio.wait(tasks, timeout=POLL_S * 5)
-                refresh()
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
-        expected = config.subscribers * switched()
-        progress.update(task, description="draining", total=expected)
+        expected = options.subscribers * switched()
+        live.describe("draining", total=expected)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while received() < expected and time.monotonic() < deadline:
+        # Polls counters that the sockets' protocol callbacks update.
+        while received() < expected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(POLL_S)
-            refresh()
-        end = procstat.sample(config.server_pid)
-        progress.update(task, description="done")
-        refresh()
-    return drivers, procstat.usage(start, end)
+        live.describe("done")
+    return drivers
 
 
 def _summarize(
-    config: FanoutConfig,
+    options: FanoutOptions,
+    ctx: RunContext,
     drivers: Sequence[_Driver],
     subscribers: Sequence[Subscriber],
-    cpu: procstat.CpuUsage,
-) -> FanoutSummary:
-    latencies: list[int] = []
-    duplicates = out_of_order = unexpected = 0
+) -> FanoutResult:
+    delivery = ctx.recorder("delivery")
+    delivered = duplicates = out_of_order = unexpected = 0
     other: Counter[str] = Counter()
     for subscriber in subscribers:
         sent = drivers[subscriber.tag].sent_ns
@@ -303,34 +274,41 @@ def _summarize(
             if sent_ns is None:
                 unexpected += 1
             else:
-                latencies.append(arrival - sent_ns)
+                delivered += 1
+                delivery.record(sent_ns, arrival - sent_ns)
         other.update(subscriber.other)
-    expected = config.subscribers * sum(len(driver.sent_ns) for driver in drivers)
-    errors: Counter[str] = Counter()
-    switch_latencies: list[int] = []
-    for driver in drivers:
-        errors.update(driver.errors)
-        switch_latencies.extend(driver.latencies_ns)
-    return FanoutSummary(
-        scenario="fanout",
-        url=str(config.base),
-        sessions=config.sessions,
-        subscribers_per_session=config.subscribers,
-        switches_per_session=config.switches,
-        interval_ms=config.interval_ms,
-        compression=config.compression,
+    expected = options.subscribers * sum(len(driver.sent_ns) for driver in drivers)
+    missing = expected - delivered
+    warnings: list[str] = []
+    if missing:
+        ctx.warn(f"{missing} deliveries missing", warnings)
+    checks = {
+        "no_missing_delivery": missing == 0,
+        "no_duplicate_delivery": duplicates == 0,
+        "in_order_delivery": out_of_order == 0,
+    }
+    return FanoutResult(
+        **ctx.common("fanout", "delivery", checks=checks, warnings=warnings),
+        sessions=options.sessions,
+        subscribers_per_session=options.subscribers,
+        switches_per_session=options.switches,
+        interval_ms=options.interval_ms,
+        compression=options.compression,
         expected=expected,
-        delivered=len(latencies),
-        missing=expected - len(latencies),
+        delivered=delivered,
+        missing=missing,
         duplicates=duplicates,
         out_of_order=out_of_order,
         unexpected=unexpected,
         other_messages=dict(other),
-        switch_errors=dict(errors),
-        latency_ms=summarize_latencies(latencies),
-        switch_latency_ms=summarize_latencies(switch_latencies),
-        duration_s=round(cpu.wall_s, 3),
-        server_cpu_percent=cpu.server_percent,
-        client_cpu_percent=cpu.client_percent,
-        client_bound_warning=cpu.client_bound,
     )
+
+
+SCENARIO = Scenario(
+    name="fanout",
+    help="delivery of switches to WebSocket subscribers: completeness and latency",
+    options_type=FanoutOptions,
+    run=run_fanout,
+    description=__doc__ or "",
+    sockets=lambda o: o.sessions * o.subscribers + o.sessions,
+)

@@ -46,8 +46,11 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from benchmarks import procstat
+from benchmarks.context import RunContext
 from benchmarks.httpclient import BaseUrl, HttpConnection
+from benchmarks.options import option
+from benchmarks.registry import Scenario
+from benchmarks.result import ScenarioResult
 from benchmarks.sessions import (
     JSON,
     SETUP_CONNECTIONS,
@@ -56,10 +59,9 @@ from benchmarks.sessions import (
     expect,
     for_each,
 )
-from benchmarks.stats import LatencySummary, percentile, summarize_latencies
+from benchmarks.stats import percentile
 from benchmarks.wsclient import (
     Subscriber,
-    check_fd_limit,
     close_subscribers,
     open_subscribers,
     ws_url,
@@ -67,8 +69,9 @@ from benchmarks.wsclient import (
 
 __all__ = [
     "DRAIN_S",
-    "DeadlinesConfig",
-    "DeadlinesSummary",
+    "SCENARIO",
+    "DeadlinesOptions",
+    "DeadlinesResult",
     "ExpirySubscriber",
     "default_lead_s",
     "run_deadlines",
@@ -133,8 +136,45 @@ def default_lead_s(sessions: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadlinesConfig:
-    """Parameters of one run (see the CLI for their meaning)."""
+class DeadlinesOptions:
+    """Options of ``deadlines``."""
+
+    sessions: int = option(1000, "sessions, one timer and one subscriber each", low=1)
+    window_s: float = option(
+        10.0, "seconds over which the deadlines are spread uniformly (0: all at once)", low=0
+    )
+    lead_s: float | None = option(
+        None,
+        f"seconds from the start of setup to the first deadline (default: {LEAD_MARGIN_S:g} "
+        f"+ sessions / {SETUP_RATE_ESTIMATE:g})",
+        low=1,
+    )
+    nodes: int | None = option(
+        None,
+        "server nodes on one Redis: private ones started, or the number of --url "
+        "(default: 1, or the number of --url)",
+        low=1,
+        high=16,
+    )
+    concurrency: int = option(DEFAULT_CONCURRENCY, "sockets opened at a time", low=1)
+    samples: Path | None = option(  # noqa: RUF009 (a dataclass field, not a call per instance)
+        None, "also write one CSV line per session: deadline, arrival, server ts", metavar="CSV"
+    )
+
+
+def _validate(options: DeadlinesOptions) -> str | None:
+    lead_s = default_lead_s(options.sessions) if options.lead_s is None else options.lead_s
+    if (lead_s + options.window_s) * 1000 > MAX_BUDGET_MS:
+        return (
+            f"--lead-s ({lead_s:g}) + --window-s must not exceed {MAX_BUDGET_MS // 1000} s "
+            "(the longest budget the server accepts)"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """Parameters of one run: the options and the target's nodes."""
 
     bases: tuple[BaseUrl, ...]
     """One base URL per node; subscribers and sessions are spread over them."""
@@ -162,10 +202,10 @@ class DeadlinesConfig:
         return default_lead_s(self.sessions)
 
 
-class DeadlinesSummary(msgspec.Struct):
-    """The JSON result of a run; field order is the output order."""
+class DeadlinesResult(ScenarioResult, kw_only=True):
+    """Result of ``deadlines``: ``ops.expiry`` is the lag seen by subscribers
+    (arrival - ``deadline_ms``), ``ops.server_expiry`` the server's commit lag."""
 
-    scenario: str
     sessions: int
     window_s: float
     nodes: int
@@ -181,14 +221,6 @@ class DeadlinesSummary(msgspec.Struct):
     other_messages: dict[str, int]
     sockets_reopened: dict[str, int]
     sockets_closed_early: dict[str, int]
-    lag_ms: LatencySummary | None
-    server_lag_ms: LatencySummary | None
-    duration_s: float
-    server_cpu_percent: float | None
-    client_cpu_percent: float
-    client_bound_warning: bool
-    host_cpu_percent: float | None
-    others_cpu_percent: float | None
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -288,25 +320,38 @@ class _Run:
     """Close cause of the sockets no longer open at the end of the window, by tag."""
 
 
-async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesSummary:
-    """Run the scenario against ``config.bases`` and return its summary.
+async def run_deadlines(options: DeadlinesOptions, ctx: RunContext) -> DeadlinesResult:
+    """Run the scenario against the nodes of ``ctx.target`` and return its result.
 
     Raises:
         SetupError: a session could not be created or started, the lead was too
-            short for the setup, or too few file descriptors.
+            short for the setup, or ``--nodes`` does not match the ``--url`` given.
         OSError, HttpError: a server could not be reached during setup.
         ConnectionClosed, InvalidHandshake, TimeoutError: a socket could not be opened.
     """
+    bases = ctx.target.bases
+    if options.nodes is not None and options.nodes != len(bases):
+        raise SetupError(f"--nodes {options.nodes} does not match the {len(bases)} --url given")
+    config = _Config(
+        bases=bases,
+        sessions=options.sessions,
+        window_s=options.window_s,
+        lead_s=options.lead_s,
+        concurrency=options.concurrency,
+        server_pids=ctx.target.server_pids,
+        samples_path=options.samples,
+    )
+    console = ctx.console
     lead_s = config.effective_lead_s
     if lead_s * 1000 < MIN_BUDGET_MS or (lead_s + config.window_s) * 1000 > MAX_BUDGET_MS:
         raise SetupError(
             f"lead + window must stay within the budgets the server accepts "
             f"({MIN_BUDGET_MS}-{MAX_BUDGET_MS} ms)"
         )
-    check_fd_limit(config.sessions + SETUP_CONNECTIONS * config.nodes)
     session_ids = [str(uuid.uuid4()) for _ in range(config.sessions)]
     created: list[str] = []
     opened: list[Subscriber] = []
+    warnings: list[str] = []
     run = _Run(lead_s=lead_s)
     try:
         targets = [
@@ -322,12 +367,13 @@ async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesS
         first = min(run.deadlines_ms)
         run.first_deadline_after_setup_s = round((first - setup_end) / 1000, 3)
         if first < setup_end:
-            console.print(
-                f"[yellow]warning:[/] setup took {run.setup_s} s and overran the first "
-                f"deadlines by {-run.first_deadline_after_setup_s} s: its load falls inside "
-                "the window; raise --lead-s"
+            ctx.warn(
+                f"setup took {run.setup_s} s and overran the first deadlines by "
+                f"{-run.first_deadline_after_setup_s} s: its load falls inside the window; "
+                "raise --lead-s",
+                warnings,
             )
-        cpu = await _receive(config, run, t0_ms, console)
+        await _receive(config, ctx, run, t0_ms)
         run.closed_early = {
             subscriber.tag: _close_cause(subscriber)
             for subscriber in run.subscribers
@@ -336,29 +382,13 @@ async def run_deadlines(config: DeadlinesConfig, console: Console) -> DeadlinesS
     finally:
         await close_subscribers(opened, concurrency=config.concurrency, console=console)
         await delete_sessions(config.bases[0], created, console)
-    summary = _summarize(config, run, cpu)
     if config.samples_path is not None:
         write_samples(config.samples_path, run)
-    if summary.missed:
-        console.print(f"[yellow]warning:[/] {summary.missed} sessions never reported expiry")
-    if summary.duplicates:
-        console.print(f"[yellow]warning:[/] {summary.duplicates} duplicate timeout events")
-    others = cpu.others_percent
-    if others is not None and others > BUSY_NEIGHBOURS_PERCENT:
-        console.print(
-            f"[yellow]warning:[/] other processes used {others} % of a core during the window; "
-            "they compete with the server for the CPU"
-        )
-    if cpu.client_bound:
-        console.print(
-            f"[yellow]warning:[/] the harness used {cpu.client_percent} % of a core; "
-            "its own speed, not the server, may dominate the lags"
-        )
-    return summary
+    return _summarize(config, ctx, run, warnings)
 
 
 async def _subscribe(
-    config: DeadlinesConfig,
+    config: _Config,
     targets: Sequence[tuple[int, str]],
     opened: list[Subscriber],
     reopened: Counter[str],
@@ -416,7 +446,7 @@ async def _subscribe(
 
 
 async def _create(
-    config: DeadlinesConfig,
+    config: _Config,
     session_ids: Sequence[str],
     created: list[str],
     t0_ms: float,
@@ -488,9 +518,7 @@ def _no_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _receive(
-    config: DeadlinesConfig, run: _Run, t0_ms: float, console: Console
-) -> procstat.CpuUsage:
+async def _receive(config: _Config, ctx: RunContext, run: _Run, t0_ms: float) -> None:
     """Wait for T0, then for every expiry; show fired/expected and the running p99."""
     subscribers = run.subscribers
     deadlines_ns = [deadline * 1_000_000 for deadline in run.deadlines_ms]
@@ -504,7 +532,7 @@ async def _receive(
         BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TextColumn("{task.fields[stats]}"),
-        console=console,
+        console=ctx.console,
         auto_refresh=False,
     )
     lags: list[int] = []  # sorted, ns
@@ -532,20 +560,18 @@ async def _receive(
             progress.update(task, description=f"first deadline in {wait_ms / 1000:.1f} s")
             progress.refresh()
             await asyncio.sleep(min(POLL_S, wait_ms / 1000))
-        start = procstat.sample(config.server_pids)
-        progress.update(task, description="expiring")
-        while len(fired_log) < len(subscribers) and _now_ms() < end_ms:
-            await asyncio.sleep(POLL_S)
-            progress.update(task, completed=len(fired_log), stats=fold())
-            progress.refresh()
-        end = procstat.sample(config.server_pids)
+        async with ctx.measure():
+            progress.update(task, description="expiring")
+            while len(fired_log) < len(subscribers) and _now_ms() < end_ms:
+                await asyncio.sleep(POLL_S)
+                progress.update(task, completed=len(fired_log), stats=fold())
+                progress.refresh()
         if len(fired_log) == len(subscribers):
             progress.update(task, description="listening for duplicates")
             progress.refresh()
             await asyncio.sleep(DUPLICATE_GRACE_S)
         progress.update(task, description="done", completed=len(fired_log), stats=fold())
         progress.refresh()
-    return procstat.usage(start, end)
 
 
 def write_samples(path: Path, run: _Run) -> None:
@@ -576,24 +602,34 @@ def _close_cause(subscriber: Subscriber) -> str:
     return f"{code} {reason}" if reason else str(code)
 
 
-def _summarize(config: DeadlinesConfig, run: _Run, cpu: procstat.CpuUsage) -> DeadlinesSummary:
-    lags: list[int] = []
-    server_lags: list[int] = []
+def _summarize(config: _Config, ctx: RunContext, run: _Run, warnings: list[str]) -> DeadlinesResult:
+    # Lags are recorded with the deadline as start, moved to the perf_counter
+    # clock of the measured window so that the timeline buckets by deadline.
+    offset_ns = time.perf_counter_ns() - time.time_ns()
+    expiry = ctx.recorder("expiry")
+    server_expiry = ctx.recorder("server_expiry")
     duplicates = 0
     events: Counter[str] = Counter()
     other: Counter[str] = Counter()
     for subscriber in run.subscribers:
-        deadline = run.deadlines_ms[subscriber.tag]
+        deadline_ns = run.deadlines_ms[subscriber.tag] * 1_000_000
         if subscriber.expired_ns is not None:
-            lags.append(subscriber.expired_ns - deadline * 1_000_000)
+            expiry.record(deadline_ns + offset_ns, subscriber.expired_ns - deadline_ns)
             if subscriber.expired_ts is not None:
-                server_lags.append((subscriber.expired_ts - deadline) * 1_000_000)
+                lag = subscriber.expired_ts * 1_000_000 - deadline_ns
+                server_expiry.record(deadline_ns + offset_ns, lag)
         duplicates += subscriber.duplicates
         events.update(subscriber.events)
         other.update(subscriber.other)
     expected = len(run.deadlines_ms)
-    return DeadlinesSummary(
-        scenario="deadlines",
+    fired = expiry.ok
+    if expected - fired:
+        ctx.warn(f"{expected - fired} sessions never reported expiry", warnings)
+    if duplicates:
+        ctx.warn(f"{duplicates} duplicate timeout events", warnings)
+    checks = {"no_missed_expiry": fired == expected, "no_duplicate_expiry": duplicates == 0}
+    return DeadlinesResult(
+        **ctx.common("deadlines", "expiry", checks=checks, warnings=warnings),
         sessions=config.sessions,
         window_s=config.window_s,
         nodes=config.nodes,
@@ -602,19 +638,24 @@ def _summarize(config: DeadlinesConfig, run: _Run, cpu: procstat.CpuUsage) -> De
         setup_s=run.setup_s,
         first_deadline_after_setup_s=run.first_deadline_after_setup_s,
         expected=expected,
-        fired=len(lags),
-        missed=expected - len(lags),
+        fired=fired,
+        missed=expected - fired,
         duplicates=duplicates,
         other_events=dict(events),
         other_messages=dict(other),
         sockets_reopened=dict(run.reopened),
         sockets_closed_early=dict(Counter(run.closed_early.values())),
-        lag_ms=summarize_latencies(lags),
-        server_lag_ms=summarize_latencies(server_lags),
-        duration_s=round(cpu.wall_s, 3),
-        server_cpu_percent=cpu.server_percent,
-        client_cpu_percent=cpu.client_percent,
-        client_bound_warning=cpu.client_bound,
-        host_cpu_percent=cpu.host_percent,
-        others_cpu_percent=cpu.others_percent,
     )
+
+
+SCENARIO = Scenario(
+    name="deadlines",
+    help="server-side timer expiry: lateness, misses and duplicates seen by subscribers",
+    options_type=DeadlinesOptions,
+    run=run_deadlines,
+    description=__doc__ or "",
+    multi_node=True,
+    nodes=lambda o: o.nodes or 1,
+    sockets=lambda o: o.sessions + SETUP_CONNECTIONS * (o.nodes or 1),
+    validate=_validate,
+)
