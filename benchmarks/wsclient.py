@@ -66,6 +66,8 @@ __all__ = [
     "Subscriber",
     "check_fd_limit",
     "close_subscribers",
+    "describe_failure",
+    "open_subscriber",
     "open_subscribers",
     "raise_fd_limit",
     "ws_url",
@@ -229,8 +231,15 @@ class NoStateSyncError(TimeoutError):
         """Type of the message that did not come."""
 
 
-async def _open(url: str, compression: bool, connection_class: type[Subscriber]) -> Subscriber:
-    """Open one subscriber and wait for its ready message (OPEN_TIMEOUT_S in all)."""
+async def open_subscriber(
+    url: str, compression: bool = False, connection_class: type[Subscriber] = Subscriber
+) -> Subscriber:
+    """Open one subscriber and wait for its ready message (OPEN_TIMEOUT_S in all).
+
+    Raises:
+        OSError, TimeoutError, ConnectionClosed, InvalidHandshake: it did not open.
+        NoStateSyncError: it opened, but the ready message did not come.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OPEN_TIMEOUT_S
     async with asyncio.timeout_at(deadline):
@@ -275,6 +284,11 @@ class OpenFailures:
         self.counts[_describe(exc)] += 1
         if self.first is None:
             self.first = f"{type(exc).__name__}: {exc}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Short cause of a failed open: ``closed 1013``, ``no STATE_SYNC``, ``TimeoutError``..."""
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -330,7 +344,7 @@ async def open_subscribers(
         async def worker() -> None:
             for tag, url in pending:
                 try:
-                    subscriber = await _open(url, compression, connection_class)
+                    subscriber = await open_subscriber(url, compression, connection_class)
                 except InvalidURI:
                     raise
                 except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:

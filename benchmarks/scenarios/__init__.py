@@ -12,7 +12,9 @@ from benchmarks.scenarios.deadlines import SCENARIO as DEADLINES
 from benchmarks.scenarios.fanout import SCENARIO as FANOUT
 from benchmarks.scenarios.sessions_load import BASELINE, SESSIONS_1K, SESSIONS_10K
 from benchmarks.scenarios.switch import SCENARIO as SWITCH
+from benchmarks.scenarios.switch_hot import SCENARIO as SWITCH_HOT
 from benchmarks.scenarios.ws_idle import SCENARIO as WS_IDLE
+from benchmarks.scenarios.ws_stress import SCENARIO as WS_STRESS
 
 __all__ = ["ALL"]
 
@@ -21,7 +23,9 @@ ALL: tuple[Scenario, ...] = (
     BASELINE,
     SESSIONS_1K,
     SESSIONS_10K,
+    SWITCH_HOT,
     SWITCH,
+    WS_STRESS,
     FANOUT,
     WS_IDLE,
     DEADLINES,
