@@ -48,7 +48,13 @@ class Target:
 
     @property
     def base(self) -> BaseUrl:
-        """The first node's base URL."""
+        """The first node's base URL.
+
+        Raises:
+            RuntimeError: the target has no node (a scenario that starts its own servers).
+        """
+        if not self.bases:
+            raise RuntimeError("this scenario starts its own servers: the target has no URL")
         return self.bases[0]
 
     @property
@@ -132,7 +138,7 @@ class RunContext:
             timeline = window.timeline(self.recorders.get(main_op or ""), width)
         return {
             "scenario": scenario,
-            "url": str(self.target.base),
+            "url": str(self.target.base) if self.target.bases else "",
             "duration_s": round(wall_s, 3),
             "throughput_rps": None if main is None else main.throughput_rps,
             "main_op": main_op,

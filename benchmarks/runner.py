@@ -186,7 +186,9 @@ def execute(scenario: Scenario, options: Any, config: HarnessConfig, console: Co
     results: dict[str, list[ScenarioResult]] = {"A": []}
     last: dict[str, tuple[RunContext, ScenarioResult]] = {}
     with contextlib.ExitStack() as stacks:
-        if config.urls:
+        if scenario.local_only:
+            target_a = Target("A", ())  # the scenario starts its own servers
+        elif config.urls:
             target_a = Target("A", config.urls, config.server_pids)
         else:
             target_a = stacks.enter_context(_local_target(scenario.nodes(options), console))
@@ -199,7 +201,8 @@ def execute(scenario: Scenario, options: Any, config: HarnessConfig, console: Co
             if len(order) > 1:
                 if i:
                     time.sleep(PAUSE_S)
-                console.rule(f"run {i + 1}/{len(order)}: target {label} ({target.base})")
+                where = target.base if target.bases else "own servers"
+                console.rule(f"run {i + 1}/{len(order)}: target {label} ({where})")
             ctx = RunContext(console, target)
             result = run(scenario.run(options, ctx))
             for warning in _run_warnings(result):
@@ -207,7 +210,11 @@ def execute(scenario: Scenario, options: Any, config: HarnessConfig, console: Co
             results[label].append(result)
             last[label] = (ctx, result)
     reports = {
-        label: TargetReport(str(targets[label].base), runs, aggregate.median_figures(runs))
+        label: TargetReport(
+            str(targets[label].base) if targets[label].bases else "",
+            runs,
+            aggregate.median_figures(runs),
+        )
         for label, runs in results.items()
     }
     comparison = None
@@ -261,9 +268,7 @@ def _emit(
         files += report.write_report(document, stem)
     if config.plot:
         data = {
-            label: plot.PlotData(
-                str(ctx.target.base), ctx.recorders, _plot_timeline(ctx, result.main_op)
-            )
+            label: plot.PlotData(result.url, ctx.recorders, _plot_timeline(ctx, result.main_op))
             for label, (ctx, result) in last.items()
         }
         files += plot.write_plots(stem, data)
