@@ -118,11 +118,11 @@ def _timeline(plt: Any, path: Path, data: Mapping[str, PlotData]) -> bool:
     figure, axes = plt.subplots(rows, 1, figsize=(9, 2.8 * rows), sharex=True, squeeze=False)
     for label, target in data.items():
         t = [w.t_s for w in target.timeline]
-        axes[0][0].plot(t, [w.throughput_rps for w in target.timeline], label=label)
-        axes[1][0].plot(t, [w.p50_ms for w in target.timeline], label=f"{label} p50")
-        axes[1][0].plot(t, [w.p99_ms for w in target.timeline], "--", label=f"{label} p99")
+        axes[0][0].plot(t, [w.throughput_rps for w in target.timeline], ".-", label=label)
+        axes[1][0].plot(t, [w.p50_ms for w in target.timeline], ".-", label=f"{label} p50")
+        axes[1][0].plot(t, [w.p99_ms for w in target.timeline], ".--", label=f"{label} p99")
         if has_rss:
-            axes[2][0].plot(t, [w.server_rss_mb for w in target.timeline], label=label)
+            axes[2][0].plot(t, [w.server_rss_mb for w in target.timeline], ".-", label=label)
     axes[0][0].set_ylabel("ok / s")
     axes[0][0].set_title("throughput of the main operation")
     axes[1][0].set_ylabel("ms")
