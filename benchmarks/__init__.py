@@ -1,14 +1,19 @@
-"""Load-generation benchmarks for the SyncKairos HTTP API.
+"""Load-test harness for SyncKairos over its public HTTP + WebSocket protocol.
 
-Run them with ``python -m benchmarks <scenario>`` (see ``benchmarks/README.md``).
-Each scenario prints one JSON summary on stdout and its progress on stderr.
+Run it with ``python -m benchmarks <scenario>`` or ``synckairos bench
+<scenario>`` (both call :func:`benchmarks.cli.main`); see
+``benchmarks/README.md``. The JSON report goes to stdout and, with the
+Markdown summary, to ``benchmarks/results/``; progress goes to stderr.
 
-Modules:
-
-- ``httpclient``: a minimal, fast asyncio HTTP/1.1 keep-alive client (the hot loop).
-- ``stack``: starts and stops a private ``synckairos dev`` stack on a free port.
-- ``procstat``: CPU accounting of the server process tree and of the load generator.
-- ``stats``: exact latency percentiles.
-- ``switch``: the "switch throughput and latency" scenario.
-- ``deadlines``: the "server-side timer expiry" scenario (lag, misses, duplicates).
+Layout: :mod:`benchmarks.cli` (command line), :mod:`benchmarks.registry`
+(scenario specs), :mod:`benchmarks.runner` (stack, runs, A/B rounds,
+medians), :mod:`benchmarks.context` / :mod:`benchmarks.monitor` /
+:mod:`benchmarks.stats` (what a run measures with), :mod:`benchmarks.result`
+/ :mod:`benchmarks.aggregate` / :mod:`benchmarks.report` /
+:mod:`benchmarks.plot` (what comes out), the protocol clients
+(:mod:`benchmarks.httpclient`, :mod:`benchmarks.wsclient`,
+:mod:`benchmarks.sessions`, :mod:`benchmarks.phases`,
+:mod:`benchmarks.pacer`), :mod:`benchmarks.stack` and
+:mod:`benchmarks.procstat`, and one module per scenario in
+:mod:`benchmarks.scenarios`.
 """
