@@ -17,9 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,6 +29,7 @@ from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
+from synckairos.redis_client import PrimaryWatcher, describe_redis, pubsub_client
 from synckairos.scheduler import DeadlineScheduler
 from synckairos.store.redis import RedisStore
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
@@ -87,7 +85,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
         clock: server time in epoch ms (tests inject a controllable one).
     """
     settings = settings or load_settings()
-    url = settings.redis_target()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,16 +95,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             else None
         )
         store = RedisStore.from_settings(settings)
-        pubsub_client = aioredis.Redis.from_url(
-            url,
-            socket_connect_timeout=2,
-            socket_keepalive=True,
-            health_check_interval=5,
-            retry=Retry(NoBackoff(), 0),
-        )
+        pubsub_redis = pubsub_client(settings)
         hub = Hub()
         listener = PubSubListener(
-            pubsub_client,
+            pubsub_redis,
             hub,
             clock,
             prefix=settings.key_prefix,
@@ -120,6 +111,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
         app.state.hub = hub
         app.state.listener = listener
         listening = asyncio.create_task(listener.run(), name="pubsub-listener")
+        watcher: PrimaryWatcher | None = None
+        watching: asyncio.Task[None] | None = None
+        if settings.redis_sentinels:
+            watcher = PrimaryWatcher(settings, clients=[store.client, pubsub_redis])
+            watcher.listeners.append(listener.reconnect)
+            watching = asyncio.create_task(watcher.run(), name="primary-watcher")
         scheduler: DeadlineScheduler | None = None
         scheduling: asyncio.Task[None] | None = None
         if settings.scheduler:
@@ -133,7 +130,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             scheduling = asyncio.create_task(scheduler.run(), name="deadline-scheduler")
         app.state.scheduler = scheduler
         if not await store.ping():
-            logger.warning("Redis at %s is not answering yet", url)
+            logger.warning("Redis at %s is not answering yet", describe_redis(settings))
         _close_sockets_before_shutdown(hub)
         try:
             yield
@@ -146,12 +143,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
             if unfreezing is not None:
                 unfreezing.cancel()
+            if watcher is not None and watching is not None:
+                watcher.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+                await watcher.close()
             listener.stop()
             listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
             await store.close()
-            await pubsub_client.aclose()
+            await pubsub_redis.aclose()
             if node.archive is not None:
                 await node.archive.close()
 

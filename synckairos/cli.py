@@ -8,6 +8,7 @@
 ``recover``    ``--all``: restore every unfinished session from PostgreSQL into Redis
 ``reconcile``  report Redis/PostgreSQL version differences and repair lost writes
 ``audit requeue``  put dead-lettered audit batches back in the queue
+``bench``      the load-test harness (``benchmarks/``, source checkouts only)
 
 Every command reads ``SYNCKAIROS_*`` settings (see the README); ``dev`` stops
 everything it started on Ctrl-C or SIGTERM.
@@ -105,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with ExitStack() as stack:
-        if settings.redis_url is None:
+        if settings.redis_url is None and not settings.redis_sentinels:
             redis = stack.enter_context(EmbeddedRedis(appendonly=True))
             settings = msgspec.structs.replace(settings, redis_url=redis.url)
             print(f"private Redis      {redis.url}", file=sys.stderr)
@@ -160,7 +161,7 @@ def _worker(args: argparse.Namespace) -> int:
     from synckairos.audit.worker import run_worker
 
     settings = _settings(args)
-    run_worker(settings, settings.redis_target(), _require_database(settings))
+    run_worker(settings, _require_database(settings))
     return 0
 
 
@@ -220,9 +221,10 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from synckairos.audit.pipeline import build_broker
     from synckairos.audit.requeue import requeue_dead_letters
+    from synckairos.redis_client import sync_client
 
     settings = _settings(args)
-    broker = build_broker(settings.redis_target(), prefix=settings.key_prefix)
+    broker = build_broker(sync_client(settings), prefix=settings.key_prefix)
     moved = requeue_dead_letters(broker)
     broker.close()
     print(f"requeued {moved} dead-lettered audit batch(es)")
@@ -251,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit pipeline maintenance")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("requeue", help="put dead-lettered batches back in the queue")
+    sub.add_parser("bench", help="load-test harness: synckairos bench <scenario> (see --help)")
     return parser
 
 
@@ -265,9 +268,25 @@ _COMMANDS = {
 }
 
 
+def _bench(argv: Sequence[str]) -> int:
+    try:
+        from benchmarks.cli import main as bench_main
+    except ImportError:
+        print(
+            "synckairos: the benchmark harness lives in benchmarks/ of a source checkout; "
+            "run this from the repository root",
+            file=sys.stderr,
+        )
+        return 2
+    return bench_main(list(argv), prog="synckairos bench")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synckairos`` console script."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        return _bench(arguments[1:])  # the harness parses its own options
+    args = _parser().parse_args(arguments)
     try:
         configure_logging(load_settings().log_level)
         return _COMMANDS[args.command](args)

@@ -11,7 +11,13 @@ from collections.abc import Mapping
 
 import msgspec
 
-__all__ = ["DEFAULT_REDIS_URL", "ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "parse_sentinels",
+]
 
 
 #: Redis used when ``SYNCKAIROS_REDIS_URL`` is not set (all commands but ``dev``).
@@ -32,6 +38,27 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``synckairos dev`` start a private one (``serve``/``worker`` then run
     #: without an audit store).
     database_url: str | None = None
+    #: ``SYNCKAIROS_REDIS_SENTINELS``: comma-separated ``host:port`` list of Redis
+    #: Sentinels; when set, every Redis client (store, pub/sub, relay, dramatiq)
+    #: follows the primary the Sentinels name (``redis_url`` then only supplies the
+    #: database number and credentials).
+    redis_sentinels: str | None = None
+    #: ``SYNCKAIROS_REDIS_SENTINEL_MASTER``: the master name the Sentinels monitor.
+    redis_sentinel_master: str = "synckairos"
+    #: ``SYNCKAIROS_REDIS_FAILOVER_BUDGET_MS``: how long an operation retries a lost
+    #: Redis (with backoff) before the API answers 503 ``UNAVAILABLE``.
+    redis_failover_budget_ms: int = 10_000
+    #: ``SYNCKAIROS_REDIS_MIN_REPLICA_ACKS``: durability mode. A commit is
+    #: acknowledged only once this many replicas have it (Redis ``WAIT``); 0 (the
+    #: default) acknowledges as soon as the primary has it.
+    redis_min_replica_acks: int = 0
+    #: ``SYNCKAIROS_REDIS_REPLICA_ACK_TIMEOUT_MS``: how long one ``WAIT`` waits for
+    #: the replicas; a commit not replicated in time is retried (idempotently)
+    #: until the failover budget runs out, then answers 503 with outcome unknown.
+    redis_replica_ack_timeout_ms: int = 500
+    #: ``SYNCKAIROS_REDIS_SENTINEL_POLL_MS``: how often a process asks the Sentinels
+    #: which node is primary (a change drops connections to the old one at once).
+    redis_sentinel_poll_ms: int = 250
     #: ``SYNCKAIROS_REDIS_MAX_CONNECTIONS``: Redis connections per process; a request
     #: beyond it waits (up to 5 s, then 503) for a free one instead of failing.
     redis_max_connections: int = 256
@@ -97,6 +124,33 @@ class Settings(msgspec.Struct, frozen=True):
         """The Redis to use: ``redis_url``, or ``DEFAULT_REDIS_URL`` when unset."""
         return self.redis_url or DEFAULT_REDIS_URL
 
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The Sentinels of ``redis_sentinels`` as (host, port); empty: no Sentinel.
+
+        Raises:
+            ConfigError: an entry is not ``host:port``.
+        """
+        return parse_sentinels(self.redis_sentinels or "")
+
+
+def parse_sentinels(raw: str) -> list[tuple[str, int]]:
+    """Parse ``"host:port,host:port"`` (spaces allowed) into (host, port) pairs.
+
+    Raises:
+        ConfigError: an entry has no port, or the port is not 1..65535.
+    """
+    addresses: list[tuple[str, int]] = []
+    for entry in raw.replace(" ", ",").split(","):
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"SYNCKAIROS_REDIS_SENTINELS entries must be host:port, got {entry!r}"
+            )
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
 
 def _cast(name: str, raw: str, default: object) -> object:
     if isinstance(default, bool):
@@ -149,7 +203,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "audit_batch",
         "worker_threads",
         "worker_heartbeat_timeout_ms",
+        "redis_failover_budget_ms",
+        "redis_replica_ack_timeout_ms",
+        "redis_sentinel_poll_ms",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")
+    if settings.redis_min_replica_acks < 0:
+        raise ConfigError("SYNCKAIROS_REDIS_MIN_REPLICA_ACKS must be 0 or more")
+    settings.sentinel_addresses()  # raises on a malformed list
     return settings

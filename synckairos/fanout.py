@@ -10,6 +10,12 @@ drops, the listener reconnects with backoff, re-subscribes every channel, and
 when Redis confirms a re-subscription it asks that session's sockets to catch
 up from the history (``Hub.resync``). ``alive`` is False while disconnected,
 and ``/ready`` reports it.
+
+After a Redis switch-over the connection may survive on the old primary (a
+manual failover demotes it to a replica without closing clients), so
+``reconnect(full=True)`` drops it on purpose; the sockets then get a full
+STATE_SYNC, since a change the old primary accepted but never replicated may
+have been published and then lost.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class PubSubListener:
         self._previously_confirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._stopping = False
+        self._reconnect_requested = False
+        self._full_resync = False
 
     def channel(self, session_id: str) -> bytes:
         """Pub/sub channel of ``session_id``."""
@@ -130,7 +138,7 @@ class PubSubListener:
             match = _CHANNEL_RE.search(channel)
             if match:
                 metrics.PUBSUB_RESUBSCRIBES.inc()
-                self.hub.resync(match.group(1).decode())
+                self.hub.resync(match.group(1).decode(), full=self._full_resync)
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
         match = _CHANNEL_RE.search(channel)
@@ -160,7 +168,10 @@ class PubSubListener:
                 ]
                 await pubsub.subscribe(*channels)
                 while not self._stopping:
-                    message = await pubsub.get_message(timeout=1.0)
+                    if self._reconnect_requested:
+                        self._reconnect_requested = False
+                        raise redis_errors.ConnectionError("reconnect requested (primary moved)")
+                    message = await pubsub.get_message(timeout=0.25)
                     if message is None:
                         continue
                     kind = message["type"]
@@ -168,6 +179,8 @@ class PubSubListener:
                         self._dispatch(message["channel"], message["data"])
                     elif kind == "subscribe":
                         self._confirm(message["channel"])
+                        if not self._previously_confirmed:
+                            self._full_resync = False
                     backoff = 0.05
             except (redis_errors.RedisError, OSError) as exc:
                 if self._stopping:
@@ -182,6 +195,15 @@ class PubSubListener:
                 self.alive = False
                 with contextlib.suppress(redis_errors.RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def reconnect(self, *, full: bool = True) -> None:
+        """Drop the pub/sub connection and subscribe anew (within 250 ms).
+
+        Every session's sockets then catch up; with ``full`` they get a full
+        STATE_SYNC even when their version looks current.
+        """
+        self._full_resync = self._full_resync or full
+        self._reconnect_requested = True
 
     def stop(self) -> None:
         """Ask ``run()`` to finish (within about a second)."""

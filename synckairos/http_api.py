@@ -49,8 +49,15 @@ def _json(body: bytes, status: int = 200, version: int | None = None) -> Respons
     return Response(body, status_code=status, media_type=_JSON, headers=headers)
 
 
+#: ``Retry-After`` (seconds) of a 503: a Sentinel failover takes a few seconds.
+RETRY_AFTER_S = 1
+
+
 def _error(exc: SyncKairosError) -> Response:
-    return Response(error_envelope(exc), status_code=exc.status_hint, media_type=_JSON)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status_hint == 503 else None
+    return Response(
+        error_envelope(exc), status_code=exc.status_hint, media_type=_JSON, headers=headers
+    )
 
 
 def endpoint(route: str) -> Callable[[Endpoint], Endpoint]:

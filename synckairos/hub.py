@@ -29,8 +29,11 @@ class Subscriber(Protocol):
         """Queue ``delivery`` for sending; must not block or raise."""
         ...
 
-    def resync(self) -> None:
-        """Bring the socket up to date from the history (pub/sub may have lost messages)."""
+    def resync(self, *, full: bool = False) -> None:
+        """Bring the socket up to date from the history (pub/sub may have lost messages).
+
+        With ``full``, send the whole state even when the version looks current.
+        """
         ...
 
 
@@ -89,7 +92,7 @@ class Hub:
                 logger.exception("skipped broadcast to a subscriber of %s", session_id)
         return len(group)
 
-    def resync(self, session_id: str) -> None:
-        """Ask every local subscriber of the session to catch up from the history."""
+    def resync(self, session_id: str, *, full: bool = False) -> None:
+        """Ask every local subscriber of the session to catch up (``full``: whole state)."""
         for subscriber in list(self._groups.get(session_id, ())):
-            subscriber.resync()
+            subscriber.resync(full=full)

@@ -73,6 +73,17 @@ WS_RESYNCS = Counter(
     "Catch-ups of a socket: 'replay' from the history or 'full' STATE_SYNC.",
     ["kind"],
 )
+REDIS_RETRIES = Counter(
+    "synckairos_redis_retries_total",
+    "Store operations retried after a Redis connection error or a missing replica ack.",
+)
+REDIS_UNAVAILABLE = Counter(
+    "synckairos_redis_unavailable_total",
+    "Store operations given up after the failover budget (answered 503).",
+)
+REDIS_FAILOVERS = Counter(
+    "synckairos_redis_failovers_total", "Switch-overs of the Redis primary seen by this process."
+)
 PUBSUB_RESUBSCRIBES = Counter(
     "synckairos_pubsub_resubscribes_total",
     "Session channels re-subscribed after a pub/sub reconnect (each triggers a catch-up).",

@@ -96,6 +96,7 @@ class SocketConnection:
         self._pending: list[Delivery] = []
         self._repair_lock = asyncio.Lock()
         self._repair_task: asyncio.Task[None] | None = None
+        self._full_repair = False
         self.closed = asyncio.Event()
         """Set once the sender has finished (close sent, or socket gone)."""
 
@@ -188,17 +189,24 @@ class SocketConnection:
         self._pending.append(delivery)
         self.resync()
 
-    def resync(self) -> None:
-        """Catch up from the history in the background (gap, epoch change, pub/sub loss)."""
+    def resync(self, *, full: bool = False) -> None:
+        """Catch up from the history in the background (gap, epoch change, pub/sub loss).
+
+        With ``full`` (after a Redis switch-over) a STATE_SYNC is sent even when
+        the version looks current: the old primary may have published a change
+        that the new one never had.
+        """
         if self._closing:
             return
         self._buffering = True
+        self._full_repair = self._full_repair or full
         if self._repair_task is None or self._repair_task.done():
             self._repair_task = asyncio.create_task(self._background_repair())
 
     async def _background_repair(self) -> None:
         try:
-            await self.repair(None, None, full=False)
+            full, self._full_repair = self._full_repair, False
+            await self.repair(None, None, full=full)
         except Exception as exc:
             logger.warning("repair of a %s socket failed (%s); closing it", self.session_id, exc)
             self.close(CLOSE_TRY_AGAIN, "state store unavailable")

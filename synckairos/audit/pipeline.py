@@ -84,9 +84,9 @@ def counter_key(prefix: str, name: str) -> str:
 
 
 def build_broker(
-    redis_url: str, *, prefix: str = "sk", heartbeat_timeout_ms: int = 10_000
+    client: redis.Redis, *, prefix: str = "sk", heartbeat_timeout_ms: int = 10_000
 ) -> RedisBroker:
-    """The dramatiq broker on ``redis_url`` with the AsyncIO middleware.
+    """The dramatiq broker on ``client`` (``redis_client.sync_client``) with AsyncIO.
 
     Its keys live under ``<prefix>:dramatiq`` so deployments sharing a Redis
     with different key prefixes never take each other's batches. A worker
@@ -94,7 +94,7 @@ def build_broker(
     and its messages are redelivered.
     """
     broker = RedisBroker(  # type: ignore[no-untyped-call]
-        url=redis_url,
+        client=client,
         namespace=f"{prefix}:dramatiq",
         heartbeat_timeout=heartbeat_timeout_ms,
         # Out of a million dispatches; maintenance is what gives a dead

@@ -9,25 +9,28 @@ in hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
 import dramatiq
-import redis.asyncio as aioredis
+import redis
 
 from synckairos.audit.pipeline import AUDIT_QUEUE, AuditPipeline, build_broker
 from synckairos.audit.relay import OutboxRelay
 from synckairos.config import Settings
+from synckairos.redis_client import PrimaryWatcher, async_client, sync_client
 
 __all__ = ["run_worker"]
 
 logger = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, redis_url: str, database_url: str) -> None:
+def run_worker(settings: Settings, database_url: str) -> None:
     """Relay the outbox into dramatiq and persist it into PostgreSQL until a signal."""
+    broker_client = sync_client(settings)
     broker = build_broker(
-        redis_url,
+        broker_client,
         prefix=settings.key_prefix,
         heartbeat_timeout_ms=settings.worker_heartbeat_timeout_ms,
     )
@@ -40,22 +43,35 @@ def run_worker(settings: Settings, redis_url: str, database_url: str) -> None:
     worker.start()
     logger.info("audit worker started (%d threads)", settings.worker_threads)
     try:
-        asyncio.run(_relay_until_signal(settings, redis_url, pipeline))
+        asyncio.run(_relay_until_signal(settings, broker_client, pipeline))
     finally:
         worker.stop(timeout=10_000)
         broker.close()
         logger.info("audit worker stopped")
 
 
-async def _relay_until_signal(settings: Settings, redis_url: str, pipeline: AuditPipeline) -> None:
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True)
+async def _relay_until_signal(
+    settings: Settings, broker_client: redis.Redis, pipeline: AuditPipeline
+) -> None:
+    client = async_client(settings)
     relay = OutboxRelay(
         client, pipeline.actor.send, prefix=settings.key_prefix, batch=settings.audit_batch
     )
+    watcher: PrimaryWatcher | None = None
+    watching: asyncio.Task[None] | None = None
+    if settings.redis_sentinels:
+        # Relay reads and dramatiq's enqueues must follow the same primary.
+        watcher = PrimaryWatcher(settings, clients=[client], sync_clients=[broker_client])
+        watching = asyncio.create_task(watcher.run(), name="primary-watcher")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, relay.stop)
     try:
         await relay.run()
     finally:
+        if watcher is not None and watching is not None:
+            watcher.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await watcher.close()
         await client.aclose()

@@ -18,43 +18,46 @@ Driver errors become ``StoreUnavailable`` here, at the boundary.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
+import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from synckairos import metrics
 from synckairos.config import Settings
 from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
+from synckairos.redis_client import PrimaryView, primary_view, store_client
 from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
 
-__all__ = ["RedisStore", "SessionKeys", "connect"]
+__all__ = ["RedisStore", "SessionKeys"]
 
 _SCRIPTS = {path.stem: path.read_text() for path in (Path(__file__).parent / "lua").glob("*.lua")}
 
-_DRIVER_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+#: Errors after which the same operation may succeed on a (new) primary:
+#: connection loss or refusal, timeouts, a primary still loading its data, a
+#: node demoted to replica. ``MasterNotFoundError`` is a ``ConnectionError``.
+_TRANSIENT_ERRORS = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    OSError,
+)
+
+T = TypeVar("T")
 
 
-def connect(url: str, *, max_connections: int = 256, wait_s: float = 5.0) -> aioredis.Redis:
-    """A client for the store whose pool *waits* for a free connection.
+class _NotReplicated(Exception):
+    """A commit reached a primary but may not survive (too few replica acks, failover)."""
 
-    redis-py's default pool raises "Too many connections" once its limit is
-    reached; a burst (thousands of sockets syncing at once) would then fail
-    requests that a moment's wait serves. Here a request waits up to
-    ``wait_s`` for a connection, then fails with a connection error (503).
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=wait_s,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        socket_keepalive=True,
-    )
-    return aioredis.Redis(connection_pool=pool)
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 class SessionKeys:
@@ -83,6 +86,10 @@ class RedisStore:
         history_maxlen: int = 200,
         outbox_maxlen: int = 1_000_000,
         finished_ttl_ms: int = 86_400_000,
+        failover_budget_s: float = 10.0,
+        min_replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 500,
+        view: PrimaryView | None = None,
     ) -> None:
         self.client = client
         """The redis-py asyncio client (``decode_responses=False``)."""
@@ -90,6 +97,13 @@ class RedisStore:
         self.history_maxlen = history_maxlen
         self.outbox_maxlen = outbox_maxlen
         self.finished_ttl_ms = finished_ttl_ms
+        self.failover_budget_s = failover_budget_s
+        """How long an operation retries transient Redis errors before giving up."""
+        self.min_replica_acks = min_replica_acks
+        """Durability mode: replicas that must have a commit before it is acknowledged."""
+        self.replica_ack_timeout_ms = replica_ack_timeout_ms
+        self.view = view
+        """Sentinel mode: the failover fence durable commits respect."""
         self.deadlines_key = f"{prefix}:deadlines"
         self.outbox_key = f"{prefix}:outbox"
         self.dropped_key = f"{prefix}:outbox:dropped"
@@ -102,11 +116,15 @@ class RedisStore:
     def from_settings(cls, settings: Settings) -> RedisStore:
         """A store on ``settings``' Redis, with its prefix, bounds and pool size."""
         return cls(
-            connect(settings.redis_target(), max_connections=settings.redis_max_connections),
+            store_client(settings),
             prefix=settings.key_prefix,
             history_maxlen=settings.history_maxlen,
             outbox_maxlen=settings.outbox_maxlen,
             finished_ttl_ms=settings.finished_ttl_s * 1000,
+            failover_budget_s=settings.redis_failover_budget_ms / 1000,
+            min_replica_acks=settings.redis_min_replica_acks,
+            replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
+            view=primary_view if settings.redis_sentinels else None,
         )
 
     def keys(self, session_id: str) -> SessionKeys:
@@ -124,17 +142,81 @@ class RedisStore:
             self.active_key,
         ]
 
-    async def _call(self, awaitable: Awaitable[Any]) -> Any:
-        try:
-            return await awaitable
-        except _DRIVER_ERRORS as exc:
-            raise StoreUnavailable(f"state store unreachable: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
+    async def _call(
+        self, operation: Callable[[], Awaitable[T]], *, outcome_unknown: bool = False
+    ) -> T:
+        """Run ``operation`` (a fresh awaitable per attempt), retrying transient errors.
+
+        Connection errors are retried with jittered exponential backoff (25 ms
+        doubling to 500 ms) for ``failover_budget_s``: long enough for Sentinel
+        to promote a replica. Only idempotent operations are given here (reads,
+        and commits carrying a commit token).
+
+        Raises:
+            StoreUnavailable: the budget ran out, or Redis answered an error.
+                With ``outcome_unknown`` its details say the change may or may
+                not have been committed.
+        """
+        deadline = time.monotonic() + self.failover_budget_s
+        delay = 0.025
+        while True:
+            try:
+                return await operation()
+            except (*_TRANSIENT_ERRORS, _NotReplicated) as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    metrics.REDIS_UNAVAILABLE.inc()
+                    raise StoreUnavailable(
+                        f"state store unavailable: {exc}",
+                        {"outcome": "unknown"} if outcome_unknown else None,
+                    ) from exc
+                metrics.REDIS_RETRIES.inc()
+                await asyncio.sleep(min(delay * (0.5 + random.random()), remaining))
+                delay = min(delay * 2, 0.5)
+            except redis_errors.RedisError as exc:
+                raise StoreUnavailable(
+                    f"state store error: {exc}",
+                    {"outcome": "unknown"} if outcome_unknown else None,
+                ) from exc
+
+    async def _run_commit(self, keys: list[str], args: list[Any]) -> Any:
+        """One attempt of session_commit.lua; in durability mode, followed by WAIT.
+
+        The script and the WAIT go down the same connection in one round trip,
+        so the WAIT covers exactly this commit.
+
+        Raises:
+            _NotReplicated: committed (or found committed) on the primary, but
+                not acknowledged by ``min_replica_acks`` replicas in time.
+        """
+        if self.min_replica_acks == 0:
+            return await self._commit(keys=keys, args=args)
+        generation = self.view.generation if self.view is not None else 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+            pipe.wait(self.min_replica_acks, self.replica_ack_timeout_ms)
+            reply, acks = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis_errors.NoScriptError):
+            await self.client.script_load(_SCRIPTS["session_commit"])
+            return await self._run_commit(keys, args)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acks, Exception):
+            raise acks
+        committed = int(reply[0]) in (1, 2)
+        if committed and int(acks) < self.min_replica_acks:
+            raise _NotReplicated(f"only {acks} replica(s) acknowledged the commit in time")
+        if committed and self.view is not None and self.view.blocks(generation):
+            # A failover is (or was, during this commit) under way: the primary
+            # that took the write may be the old one, whose late writes are lost.
+            raise _NotReplicated("a failover is under way")
+        return reply
 
     async def load(self, session_id: str) -> StoredSession | None:
         """Return the session's state JSON and epoch, or None when absent."""
-        state, epoch = await self._call(self.client.hmget(self.keys(session_id).state, ["s", "e"]))
+        key = self.keys(session_id).state
+        reply: list[Any] = await self._call(lambda: self.client.hmget(key, ["s", "e"]))
+        state, epoch = reply
         if state is None:
             return None
         return StoredSession(state_json=state, epoch=(epoch or b"").decode())
@@ -142,34 +224,39 @@ class RedisStore:
     async def commit(self, change: Change) -> CommitResult:
         """Commit ``change`` atomically if the stored version matches.
 
+        Every attempt carries the same commit token, so a retry after a lost
+        reply (or a failover) applies the change at most once. In durability
+        mode the change is acknowledged only once ``min_replica_acks``
+        replicas have it.
+
         Raises:
             SessionExists: ``expected_version`` is 0 and the session exists.
             SessionNotFound: the session does not exist (any other version).
-            StoreUnavailable: Redis cannot be reached or failed.
+            StoreUnavailable: Redis cannot be reached or failed, or the change
+                was not replicated in time; ``details["outcome"]`` is
+                ``"unknown"``: the change may or may not have been committed.
         """
         keys = self.keys(change.session_id)
-        result = await self._call(
-            self._commit(
-                keys=self._script_keys(keys),
-                args=[
-                    change.expected_version,
-                    change.state_json,
-                    change.change_json,
-                    "" if change.deadline_ms is None else change.deadline_ms,
-                    change.session_id,
-                    secrets.token_hex(8),
-                    self.history_maxlen,
-                    self.outbox_maxlen,
-                    uuid.uuid4().hex,
-                    self.finished_ttl_ms if change.finished else 0,
-                    keys.channel,
-                    change.event_type,
-                    "" if change.new_version is None else change.new_version,
-                ],
-            )
-        )
+        script_keys = self._script_keys(keys)
+        args = [
+            change.expected_version,
+            change.state_json,
+            change.change_json,
+            "" if change.deadline_ms is None else change.deadline_ms,
+            change.session_id,
+            secrets.token_hex(8),
+            self.history_maxlen,
+            self.outbox_maxlen,
+            uuid.uuid4().hex,
+            self.finished_ttl_ms if change.finished else 0,
+            keys.channel,
+            change.event_type,
+            "" if change.new_version is None else change.new_version,
+            secrets.token_hex(8),
+        ]
+        result = await self._call(lambda: self._run_commit(script_keys, args), outcome_unknown=True)
         status = int(result[0])
-        if status == 1:
+        if status in (1, 2):
             epoch = result[1]
             return CommitResult(
                 committed=True, epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch)
@@ -197,18 +284,17 @@ class RedisStore:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
         keys = self.keys(session_id)
+        script_keys = self._script_keys(keys)
+        args: list[Any] = [
+            session_id,
+            uuid.uuid4().hex,
+            self.outbox_maxlen,
+            keys.channel,
+            deletion_json,
+            "" if expected_version is None else expected_version,
+        ]
         version = await self._call(
-            self._delete(
-                keys=self._script_keys(keys),
-                args=[
-                    session_id,
-                    uuid.uuid4().hex,
-                    self.outbox_maxlen,
-                    keys.channel,
-                    deletion_json,
-                    "" if expected_version is None else expected_version,
-                ],
-            )
+            lambda: self._delete(keys=script_keys, args=args), outcome_unknown=True
         )
         if int(version) < 0:
             raise Conflict(
@@ -225,10 +311,15 @@ class RedisStore:
         caller must fall back to a full state sync.
         """
         keys = self.keys(session_id)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.state, ["s", "v", "e"])
-            pipe.xrange(keys.history, min=f"{since + 1}-0", max="+")
-            (state, version, epoch), entries = await self._call(pipe.execute())
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hmget(keys.state, ["s", "v", "e"])
+                pipe.xrange(keys.history, min=f"{since + 1}-0", max="+")
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+        (state, version, epoch), entries = await self._call(read)
         if state is None:
             return HistorySlice(b"", 0, "", [])
         changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
@@ -244,7 +335,7 @@ class RedisStore:
             deadline still pending (None when there is none).
         """
         reply = await self._call(
-            self._claim(keys=[self.deadlines_key], args=[now, limit, lease_ms])
+            lambda: self._claim(keys=[self.deadlines_key], args=[now, limit, lease_ms])
         )
         upcoming = int(float(reply[0])) if reply[0] not in (b"", "") else None
         claimed = [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(1, len(reply), 2)]
@@ -262,14 +353,19 @@ class RedisStore:
         audit = [
             f"{self.prefix}:audit:{name}" for name in ("persisted", "retries", "dead_lettered")
         ]
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.scard(self.active_key)
-            pipe.xlen(self.outbox_key)
-            pipe.get(self.dropped_key)
-            pipe.zcard(self.deadlines_key)
-            pipe.xrange(self.outbox_key, count=1)
-            pipe.mget(audit)
-            replies = await self._call(pipe.execute())
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.scard(self.active_key)
+                pipe.xlen(self.outbox_key)
+                pipe.get(self.dropped_key)
+                pipe.zcard(self.deadlines_key)
+                pipe.xrange(self.outbox_key, count=1)
+                pipe.mget(audit)
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+        replies = await self._call(read)
         active, outbox, dropped, deadlines, oldest, (persisted, retries, dead) = replies
         return StoreStats(
             active_sessions=int(active),

@@ -209,9 +209,11 @@ async def test_concurrent_commands_on_one_session_lose_no_update(store: RedisSto
 
 
 async def test_a_burst_larger_than_the_pool_waits_for_connections(redis_server):
-    from synckairos.store.redis import connect
+    from synckairos.config import Settings
+    from synckairos.redis_client import store_client
 
-    store = RedisStore(connect(redis_server.url, max_connections=2), prefix="burst")
+    settings = Settings(redis_url=redis_server.url, redis_max_connections=2)
+    store = RedisStore(store_client(settings), prefix="burst")
     node = Node(store, clock=FakeClock())
     spec = _spec()
     await node.create(spec)

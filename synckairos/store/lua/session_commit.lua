@@ -1,7 +1,8 @@
 -- session_commit.lua: commit one change of a session atomically (one round trip).
 --
 -- KEYS[1]  sk:{sid}           hash: s = state JSON, v = version, e = epoch
--- KEYS[2]  sk:{sid}:history   stream of changes, entry id "<version>-0", field c = change JSON
+-- KEYS[2]  sk:{sid}:history   stream of changes, entry id "<version>-0", fields c = change
+--                             JSON, k = commit token
 -- KEYS[3]  sk:deadlines       sorted set: member sid, score = deadline (epoch ms)
 -- KEYS[4]  sk:outbox          stream of audit events (fields id, sid, v, t, e, c)
 -- KEYS[5]  sk:outbox:dropped  counter of audit events trimmed before anyone read them
@@ -21,12 +22,28 @@
 -- ARGV[12] event type
 -- ARGV[13] version to write instead of ARGV[1] + 1, or "" (restores from the
 --          audit trail keep counting from the persisted version)
+-- ARGV[14] commit token: unique per change, the same on every retry of it
 --
--- Returns {1, epoch} when committed, {0, actual_version} on a version mismatch,
--- {-1} when creating a session that exists, {-2} when the session is missing.
+-- Returns {1, epoch} when committed, {2, epoch} when this very change (same
+-- token) was committed by an earlier attempt whose reply was lost, {0,
+-- actual_version} on a version mismatch, {-1} when creating a session that
+-- exists, {-2} when the session is missing.
+--
+-- A retry is thereby idempotent: it never applies a change twice. The
+-- already-committed path rewrites the hash's token field, so that a WAIT
+-- after this call also covers the original write (replication is in order).
 
 local expected = tonumber(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'v')
+local version = expected + 1
+if ARGV[13] ~= nil and ARGV[13] ~= '' then version = tonumber(ARGV[13]) end
+if current and tonumber(current) >= version then
+  local mine = redis.call('XRANGE', KEYS[2], version .. '-0', version .. '-0')
+  if mine[1] and mine[1][2][3] == 'k' and mine[1][2][4] == ARGV[14] then
+    redis.call('HSET', KEYS[1], 'k', ARGV[14])
+    return {2, redis.call('HGET', KEYS[1], 'e')}
+  end
+end
 if expected == 0 then
   if current then return {-1} end
   redis.call('DEL', KEYS[2])
@@ -36,12 +53,10 @@ else
   if tonumber(current) ~= expected then return {0, tonumber(current)} end
 end
 
-local version = expected + 1
-if ARGV[13] ~= nil and ARGV[13] ~= '' then version = tonumber(ARGV[13]) end
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', version)
 local epoch = redis.call('HGET', KEYS[1], 'e')
 
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], version .. '-0', 'c', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], version .. '-0', 'c', ARGV[3], 'k', ARGV[14])
 
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[5])
