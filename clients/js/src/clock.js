@@ -222,20 +222,22 @@ export class SyncedClock extends Emitter {
     const sources = [];
     /** @type {unknown} */
     let lastError = null;
-    for (const transport of [...this.#transports]) {
-      if (samples.length >= this.samples) break;
-      if (transport.available && !transport.available()) continue;
-      let got = 0;
-      while (samples.length < this.samples) {
-        try {
-          samples.push(await this.#exchange(transport));
-          got += 1;
-        } catch (error) {
-          lastError = error;
-          break; // this transport failed: the next one completes the round
-        }
+    // Each exchange takes the first available transport that has not failed
+    // in this round, so a socket that opens mid-round takes over from HTTP.
+    /** @type {Set<TimeTransport>} */
+    const failed = new Set();
+    while (samples.length < this.samples) {
+      const transport = this.#transports.find(
+        (t) => !failed.has(t) && (t.available ? t.available() : true),
+      );
+      if (transport === undefined) break;
+      try {
+        samples.push(await this.#exchange(transport));
+        if (!sources.includes(transport.name)) sources.push(transport.name);
+      } catch (error) {
+        lastError = error;
+        failed.add(transport); // the next transport completes the round
       }
-      if (got > 0) sources.push(transport.name);
     }
     if (samples.length === 0) {
       throw new SyncKairosError('NETWORK_ERROR', 'clock sync: no transport answered', {

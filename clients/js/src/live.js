@@ -164,13 +164,13 @@ export class LiveSession extends Emitter {
    *
    * @param {number} [timeoutMs] default 10,000
    * @returns {Promise<SyncState>}
-   * @throws {SyncKairosError} TIMEOUT, or CLOSED when the session was closed or deleted first
+   * @throws {SyncKairosError} TIMEOUT, or CLOSED once the session is closed or deleted
    */
   ready(timeoutMs = 10_000) {
-    if (this.#state !== null) return Promise.resolve(this.#state);
     if (this.#closed) {
       return Promise.reject(new SyncKairosError('CLOSED', `live session ${this.sessionId} is closed`));
     }
+    if (this.#state !== null) return Promise.resolve(this.#state);
     return new Promise((resolve, reject) => {
       const waiter = {
         /** @param {SyncState} state */

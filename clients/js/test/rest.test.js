@@ -1,0 +1,193 @@
+// REST round trips against a real server (synckairos dev).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { RestClient, SyncKairosClient, SyncKairosError } from '../src/index.js';
+import { sessionBody, startServer, uuid } from './helpers/server.js';
+
+/** @type {Awaited<ReturnType<typeof startServer>>} */
+let server;
+/** @type {RestClient} */
+let api;
+
+before(async () => {
+  server = await startServer();
+  api = new RestClient({ baseUrl: server.baseUrl, timeoutMs: 5_000 });
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+/**
+ * Run `call` and return the SyncKairosError it must throw.
+ *
+ * @param {() => Promise<unknown>} call
+ * @returns {Promise<SyncKairosError>}
+ */
+async function failure(call) {
+  try {
+    await call();
+  } catch (error) {
+    assert.ok(error instanceof SyncKairosError, `expected a SyncKairosError, got ${error}`);
+    return error;
+  }
+  assert.fail('expected the call to fail');
+}
+
+describe('sessions', () => {
+  test('a session goes through create, start, switch, pause, resume, complete with one version per change', async () => {
+    const body = sessionBody({ extra: { increment_ms: 2_000, metadata: { table: 7 } } });
+    const [a, b] = body.participants.map((p) => p.participant_id);
+    const created = await api.createSession(body);
+    assert.equal(created.session_id, body.session_id);
+    assert.equal(created.status, 'pending');
+    assert.equal(created.version, 1);
+    assert.deepEqual(created.metadata, { table: 7 });
+
+    const started = await api.startSession(body.session_id);
+    assert.equal(started.status, 'running');
+    assert.equal(started.active_participant_id, a);
+    assert.equal(started.version, 2);
+    assert.equal(typeof started.deadline_ms, 'number');
+
+    const switched = await api.switchCycle(body.session_id, { currentParticipantId: a });
+    assert.equal(switched.active_participant_id, b);
+    assert.equal(switched.version, 3);
+    const bankA = switched.participants.find((p) => p.participant_id === a);
+    assert.ok(bankA && bankA.time_remaining_ms > 60_000, 'Fischer increment granted to a');
+
+    const paused = await api.pauseSession(body.session_id, { expectedVersion: 3 });
+    assert.equal(paused.status, 'paused');
+    assert.equal(paused.deadline_ms, null);
+    const resumed = await api.resumeSession(body.session_id);
+    assert.equal(resumed.status, 'running');
+    const completed = await api.completeSession(body.session_id);
+    assert.equal(completed.status, 'completed');
+    assert.equal(completed.version, 6);
+
+    const fetched = await api.getSession(body.session_id);
+    assert.deepEqual(fetched.version, 6);
+    assert.equal(fetched.status, 'completed');
+  });
+
+  test('switch to a named participant and cancel', async () => {
+    const body = sessionBody({ participants: 3 });
+    const [, , c] = body.participants.map((p) => p.participant_id);
+    await api.createSession(body);
+    await api.startSession(body.session_id);
+    const switched = await api.switchCycle(body.session_id, { nextParticipantId: c });
+    assert.equal(switched.active_participant_id, c);
+    const cancelled = await api.cancelSession(body.session_id);
+    assert.equal(cancelled.status, 'cancelled');
+  });
+
+  test('delete answers 204, then the session is not found (404 SESSION_NOT_FOUND)', async () => {
+    const body = sessionBody();
+    await api.createSession(body);
+    assert.equal(await api.deleteSession(body.session_id, { expectedVersion: 1 }), undefined);
+    const error = await failure(() => api.getSession(body.session_id));
+    assert.equal(error.code, 'SESSION_NOT_FOUND');
+    assert.equal(error.status, 404);
+  });
+});
+
+describe('errors carry code, status and details', () => {
+  test('a malformed create is a VALIDATION_ERROR listing the field', async () => {
+    const body = sessionBody({ budgetMs: 10 });
+    const error = await failure(() => api.createSession(body));
+    assert.equal(error.code, 'VALIDATION_ERROR');
+    assert.equal(error.status, 400);
+    assert.ok(Array.isArray(error.details));
+    const details = /** @type {Array<{field: string, message: string}>} */ (error.details);
+    assert.ok(details[0].field.includes('total_time_ms'), JSON.stringify(details));
+  });
+
+  test('a stale expectedVersion is a CONFLICT with both versions, and changes nothing', async () => {
+    const body = sessionBody();
+    await api.createSession(body);
+    await api.startSession(body.session_id);
+    const error = await failure(() => api.pauseSession(body.session_id, { expectedVersion: 1 }));
+    assert.equal(error.code, 'CONFLICT');
+    assert.equal(error.status, 409);
+    assert.deepEqual(error.details, { expected_version: 1, actual_version: 2 });
+    assert.equal((await api.getSession(body.session_id)).status, 'running');
+  });
+
+  test('a switch naming the wrong current participant is a CONFLICT', async () => {
+    const body = sessionBody();
+    const [, b] = body.participants.map((p) => p.participant_id);
+    await api.createSession(body);
+    await api.startSession(body.session_id);
+    const error = await failure(() => api.switchCycle(body.session_id, { currentParticipantId: b }));
+    assert.equal(error.code, 'CONFLICT');
+  });
+
+  test('a delete with a stale If-Match is a CONFLICT', async () => {
+    const body = sessionBody();
+    await api.createSession(body);
+    await api.startSession(body.session_id);
+    const error = await failure(() => api.deleteSession(body.session_id, { expectedVersion: 1 }));
+    assert.equal(error.code, 'CONFLICT');
+  });
+
+  test('creating an existing id is SESSION_EXISTS; an illegal command is INVALID_STATE_TRANSITION', async () => {
+    const body = sessionBody();
+    await api.createSession(body);
+    assert.equal((await failure(() => api.createSession(body))).code, 'SESSION_EXISTS');
+    const error = await failure(() => api.pauseSession(body.session_id));
+    assert.equal(error.code, 'INVALID_STATE_TRANSITION');
+    assert.equal(error.status, 400);
+  });
+
+  test('an unknown session is SESSION_NOT_FOUND; a bad id is a VALIDATION_ERROR', async () => {
+    assert.equal((await failure(() => api.startSession(uuid()))).code, 'SESSION_NOT_FOUND');
+    assert.equal((await failure(() => api.getSession('not-a-uuid'))).code, 'VALIDATION_ERROR');
+  });
+
+  test('an unreachable server is a NETWORK_ERROR; a silent one a TIMEOUT', async () => {
+    const { freePort } = await import('./helpers/server.js');
+    const closed = new RestClient({ baseUrl: `http://127.0.0.1:${await freePort()}` });
+    const refused = await failure(() => closed.health());
+    assert.equal(refused.code, 'NETWORK_ERROR');
+    assert.equal(refused.retryable, true);
+    const slow = new RestClient({
+      baseUrl: server.baseUrl,
+      timeoutMs: 20,
+      fetch: (_input, init) =>
+        new Promise((_, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(new Error('aborted')));
+        }),
+    });
+    assert.equal((await failure(() => slow.health())).code, 'TIMEOUT');
+  });
+});
+
+describe('service endpoints', () => {
+  test('time, health, ready, metrics and openapi answer', async () => {
+    const before = Date.now();
+    const time = await api.getTime();
+    assert.ok(Math.abs(time.timestamp_ms - before) < 5_000);
+    assert.equal(typeof time.server_version, 'string');
+    assert.equal(typeof time.drift_tolerance_ms, 'number');
+    assert.deepEqual(await api.health(), { status: 'ok' });
+    assert.equal((await api.ready()).status, 'ready');
+    assert.match(await api.metrics(), /synckairos_/);
+    const doc = await api.openapi();
+    assert.equal(typeof doc.openapi, 'string');
+  });
+
+  test('the clock syncs over GET /v1/time when no socket is open', async (t) => {
+    const client = new SyncKairosClient({ baseUrl: server.baseUrl });
+    const estimate = await client.clock.sync();
+    assert.equal(estimate.source, 'http');
+    // Same machine: the true offset is ~0 (up to the two processes' clock reads).
+    assert.ok(Math.abs(estimate.offsetMs) <= estimate.uncertaintyMs + 2, JSON.stringify(estimate));
+    assert.ok(estimate.uncertaintyMs < 50, JSON.stringify(estimate));
+    t.diagnostic(
+      `http clock sync: offset ${estimate.offsetMs.toFixed(2)} ms, uncertainty ±${estimate.uncertaintyMs.toFixed(2)} ms, best rtt ${estimate.rttMs.toFixed(2)} ms`,
+    );
+    client.close();
+  });
+});
