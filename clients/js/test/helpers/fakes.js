@@ -86,3 +86,64 @@ export class VirtualWorld {
     return transport;
   }
 }
+
+/**
+ * A scripted WebSocket: the test plays the server. Instances are recorded on
+ * the class (`FakeSocket.instances`); `FakeSocket.reset()` clears them.
+ */
+export class FakeSocket {
+  /** @type {FakeSocket[]} */
+  static instances = [];
+
+  static reset() {
+    FakeSocket.instances = [];
+  }
+
+  /** @param {string} url */
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    /** @type {any[]} */
+    this.sent = [];
+    /** @type {((e: any) => void) | null} */
+    this.onopen = null;
+    /** @type {((e: {data: any}) => void) | null} */
+    this.onmessage = null;
+    /** @type {((e: any) => void) | null} */
+    this.onerror = null;
+    /** @type {((e: {code: number, reason: string}) => void) | null} */
+    this.onclose = null;
+    /** @type {{code?: number, reason?: string} | null} */
+    this.closedByClient = null;
+    FakeSocket.instances.push(this);
+  }
+
+  /** Server side: accept the socket. */
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+
+  /** Server side: send a message. @param {object} message */
+  push(message) {
+    this.onmessage?.({ data: JSON.stringify(message) });
+  }
+
+  /** Server side (or network): the socket is gone. */
+  drop(code = 1006, reason = '') {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  /** Client side. @param {string} data */
+  send(data) {
+    if (this.readyState !== 1) throw new Error('not open');
+    this.sent.push(JSON.parse(data));
+  }
+
+  /** Client side. */
+  close(code = 1000, reason = '') {
+    this.closedByClient = { code, reason };
+    this.readyState = 3;
+  }
+}
