@@ -266,6 +266,36 @@ describe('live session', () => {
     client.close();
   });
 
+  test("the README's exam countdown: one global timer, repainted once a second, frozen by a pause", async () => {
+    const client = newClient();
+    const examId = crypto.randomUUID();
+    const room = crypto.randomUUID();
+    await client.createSession({
+      session_id: examId,
+      sync_mode: 'global',
+      total_time_ms: 90 * 60_000,
+      participants: [{ participant_id: room, total_time_ms: 90 * 60_000 }],
+      metadata: { course: 'MATH 101', room: 'B-204' },
+    });
+    const live = client.subscribe(examId);
+    /** @type {Array<import('../src/index.js').DisplaySnapshot>} */
+    const frames = [];
+    const stop = live.tick((snap) => snap && frames.push(snap), { stepMs: 1000 });
+    await live.ready(5_000);
+    assert.equal(frames.at(-1)?.remainingMs, 90 * 60_000, 'before the start: the whole exam');
+    await client.startSession(examId);
+    await until(() => frames.some((f) => f.isRunning), 5_000, 'running frame');
+    const running = /** @type {number} */ (frames.at(-1)?.remainingMs);
+    assert.ok(running <= 90 * 60_000 && running > 90 * 60_000 - 2_000, String(running));
+    await client.pauseSession(examId);
+    await until(() => frames.at(-1)?.status === 'paused', 5_000, 'paused frame');
+    const frozen = live.remainingMs();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(live.remainingMs(), frozen);
+    assert.equal(live.elapsedMs(), 90 * 60_000 - /** @type {number} */ (frozen));
+    stop();
+  });
+
   test('the clock syncs with TIME_SYNC over the open socket', async (t) => {
     const client = newClient();
     const body = sessionBody();
