@@ -20,8 +20,9 @@
 //   one by one, so a listener sees every version with no gap, then the held
 //   STATE_SYNC is applied only if it is still newer (it is not, when the replay
 //   succeeded) or of another epoch (`recovered: false`: a full sync).
-// * SESSION_DELETED (then close 1000) and close 1008 (bad session id, auth,
-//   rate limit) end the session for good; every other close reconnects.
+// * SESSION_DELETED (then close 1000) and close 1008 (bad session id, auth)
+//   end the session for good; every other close reconnects, a 1008 for a rate
+//   limit after the "retry after N s" its reason gives.
 // * A socket that hears nothing for `heartbeatIntervalMs` gets a PING; if
 //   nothing at all arrives `heartbeatTimeoutMs` later it is dropped and reopened.
 //
@@ -544,7 +545,9 @@ export class LiveSession extends Emitter {
   #lost(code, reason) {
     this.#teardownSocket();
     if (this.#closed) return;
-    if (code === CLOSE_POLICY) {
+    // 1008 is final (bad session id, auth), unless it is a rate limit.
+    const rateLimited = code === CLOSE_POLICY && /rate limit/i.test(reason);
+    if (code === CLOSE_POLICY && !rateLimited) {
       const error = new SyncKairosError('FORBIDDEN', `server refused the socket: ${reason || code}`);
       this.emit('error', error);
       this.#finish(reason || 'policy violation', error);
@@ -559,7 +562,13 @@ export class LiveSession extends Emitter {
       );
       return;
     }
-    const delayMs = backoffDelay(this.#attempt, this.reconnect, this.random);
+    let delayMs = backoffDelay(this.#attempt, this.reconnect, this.random);
+    if (rateLimited) {
+      const retryAfter = /retry after (\d+(?:\.\d+)?) ?s/i.exec(reason);
+      const waitMs = retryAfter ? Number(retryAfter[1]) * 1000 : this.reconnect.maxDelayMs ?? 0;
+      delayMs = Math.max(delayMs, waitMs);
+      this.emit('error', new SyncKairosError('RATE_LIMITED', reason, { retryAfterMs: waitMs }));
+    }
     this.#setStatus(this.#everOpened ? 'reconnecting' : 'connecting', {
       attempt: this.#attempt,
       delayMs,

@@ -226,6 +226,17 @@ describe('closing', () => {
     await assert.rejects(session.ready(50), { code: 'CLOSED' });
   });
 
+  test('close 1008 for a rate limit is not final: it reconnects after the retry-after', async () => {
+    const { session, log } = live();
+    const ws = await socket(0);
+    ws.open();
+    ws.drop(1008, 'connection rate limit exceeded; retry after 0.05 s');
+    assert.equal(session.status, 'reconnecting');
+    assert.equal(log.connection.at(-1)?.delayMs, 50);
+    assert.equal(log.errors[0].code, 'RATE_LIMITED');
+    await socket(1);
+  });
+
   test('reconnection waits follow the backoff and stop after maxAttempts', async () => {
     const { session, log } = live({
       reconnect: { initialDelayMs: 4, factor: 2, maxDelayMs: 10, jitter: 0, maxAttempts: 3 },
