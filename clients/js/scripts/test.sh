@@ -27,5 +27,12 @@ fi
 log "tsc --noEmit"
 ./node_modules/.bin/tsc --noEmit -p tsconfig.json
 
+# Node.js 20-21 have a WebSocket behind a flag: use it, so the live suites run
+# on the platform WebSocket (the browsers' API) as on Node.js >= 22; the suites
+# that need `ws` (to kill a socket abruptly) import it themselves.
+if [ "$major" -lt 22 ]; then
+  export NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-websocket --no-warnings=ExperimentalWarning"
+fi
+
 log "node --test"
 exec node --test --test-timeout=60000 "$@" test/*.test.js

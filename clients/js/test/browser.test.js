@@ -41,3 +41,15 @@ test('the platform WebSocket is used when there is one; ws is not imported then'
     else delete (/** @type {any} */ (globalThis)).WebSocket;
   }
 });
+
+test('without a platform WebSocket the ws package is imported', async () => {
+  const { resolveWebSocket } = await import('../src/socket.js');
+  const { WebSocket: Ws } = await import('ws');
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'WebSocket');
+  delete (/** @type {any} */ (globalThis)).WebSocket;
+  try {
+    assert.equal(await resolveWebSocket(), Ws);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, 'WebSocket', saved);
+  }
+});
