@@ -121,10 +121,13 @@ describe('live session', () => {
     await client.startSession(body.session_id);
     await until(() => live.version === 2, 5_000, 'start');
     assert.equal(live.isRunning, true);
+    const t1 = performance.now();
     const r1 = /** @type {number} */ (live.remainingMs(a));
     await new Promise((resolve) => setTimeout(resolve, 120));
     const r2 = /** @type {number} */ (live.remainingMs(a));
-    assert.ok(r1 - r2 >= 100 && r1 - r2 < 400, `remaining went ${r1} → ${r2}`);
+    const waited = performance.now() - t1;
+    // Slewing may bend the clock by at most 10 %; nothing else moves it.
+    assert.ok(Math.abs(r1 - r2 - waited) <= waited * 0.1 + 2, `remaining went ${r1} → ${r2} in ${waited} ms`);
     assert.equal(live.remainingMs(b), 60_000);
     // What the client shows matches the server's own accounting.
     const state = /** @type {import('../src/index.js').SyncState} */ (live.state);
@@ -146,7 +149,7 @@ describe('live session', () => {
     const { Recording, sockets } = recordingWebSocket();
     const client = newClient({
       WebSocket: Recording,
-      reconnect: { initialDelayMs: 400, jitter: 0 },
+      reconnect: { initialDelayMs: 1_000, jitter: 0 },
     });
     const body = sessionBody({ participants: 3 });
     await client.createSession(body);
@@ -204,7 +207,7 @@ describe('live session', () => {
 
   test('a session recreated while the client was away comes back as a full sync of the new epoch', async () => {
     const { Recording, sockets } = recordingWebSocket();
-    const client = newClient({ WebSocket: Recording, reconnect: { initialDelayMs: 400, jitter: 0 } });
+    const client = newClient({ WebSocket: Recording, reconnect: { initialDelayMs: 1_000, jitter: 0 } });
     const body = sessionBody();
     await client.createSession(body);
     await client.startSession(body.session_id);
