@@ -20,6 +20,8 @@
 //   one by one, so a listener sees every version with no gap, then the held
 //   STATE_SYNC is applied only if it is still newer (it is not, when the replay
 //   succeeded) or of another epoch (`recovered: false`: a full sync).
+// * A RECONNECT_ACK of version 0 means the session no longer exists (deleted
+//   while the client was away): the same as SESSION_DELETED.
 // * SESSION_DELETED (then close 1000) and close 1008 (bad session id, auth)
 //   end the session for good; every other close reconnects, a 1008 for a rate
 //   limit after the "retry after N s" its reason gives.
@@ -377,6 +379,12 @@ export class LiveSession extends Emitter {
         else this.#applySync(message);
         break;
       case 'RECONNECT_ACK':
+        if (message.version === 0 && this.#version > 0) {
+          // The server has no such session any more: it was deleted while we were away.
+          this.emit('deleted', { sessionId: this.sessionId });
+          this.#finish('session deleted', new SyncKairosError('CLOSED', 'session deleted'));
+          break;
+        }
         this.#onAck(message.recovered, message.replayed);
         break;
       case 'SESSION_DELETED':

@@ -216,6 +216,22 @@ describe('closing', () => {
     assert.equal(log.connection.at(-1)?.status, 'closed');
   });
 
+  test('a RECONNECT_ACK of version 0 (no such session any more) ends the session as deleted', async () => {
+    const { session } = live();
+    let deleted = 0;
+    session.on('deleted', () => (deleted += 1));
+    const first = await socket(0);
+    first.open();
+    first.push(sync(3));
+    first.drop(1006);
+    const second = await socket(1);
+    second.open();
+    second.push({ type: 'CONNECTED', sessionId: SID, timestamp: 0 });
+    second.push(ack(false, 0, 0, ''));
+    assert.equal(deleted, 1);
+    assert.equal(session.status, 'closed');
+  });
+
   test('close 1008 (policy) ends the session with an error', async () => {
     const { session, log } = live();
     const ws = await socket(0);

@@ -251,6 +251,22 @@ describe('live session', () => {
     client.close();
   });
 
+  test('a session deleted while the client was away is reported as deleted after the reconnection', async () => {
+    const { Recording, sockets } = recordingWebSocket();
+    const client = newClient({ WebSocket: Recording, reconnect: { initialDelayMs: 1_000, jitter: 0 } });
+    const body = sessionBody();
+    await client.createSession(body);
+    const live = client.subscribe(body.session_id);
+    const log = record(live);
+    await live.ready(5_000);
+    sockets[0].terminate();
+    await until(() => live.status === 'reconnecting', 2_000, 'reconnecting');
+    await client.deleteSession(body.session_id);
+    await until(() => live.status === 'closed', 5_000, 'closed');
+    assert.equal(log.deleted, 1);
+    assert.equal(sockets.length, 2);
+  });
+
   test('a timer that runs out on the server emits timeout', async () => {
     const client = newClient();
     const body = sessionBody({ budgetMs: 1_000 });
