@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from benchmarks.httpclient import BaseUrl, HttpError, parse_base_url
+from benchmarks.httpclient import BaseUrl, HttpError, parse_base_url, set_extra_headers
 from benchmarks.options import add_options, from_namespace, number
 from benchmarks.plot import PlotUnavailable
 from benchmarks.registry import Scenario, ScenarioUnavailable, scenarios
@@ -78,6 +78,13 @@ def add_harness_options(parser: argparse.ArgumentParser) -> None:
         metavar="PID",
         help="with --url: root pid of the server's process tree, for its CPU and RSS "
         "(repeat per node)",
+    )
+    group.add_argument(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="send this header with every HTTP request (repeatable), e.g. "
+        "'Authorization: Bearer <API key>' against a server with auth on",
     )
     group.add_argument(
         "--compare",
@@ -154,6 +161,7 @@ def harness_config(
     Raises:
         ValueError: inconsistent harness options (message for the user).
     """
+    set_extra_headers(list(args.header or ()))
     urls = tuple(args.url or ())
     pids = tuple(args.server_pid or ())
     if pids and not urls:

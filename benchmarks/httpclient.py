@@ -111,6 +111,24 @@ class Response:
     """False when the server will close the connection after this response."""
 
 
+#: Header lines added to every request (``--header``), e.g. ``Authorization: Bearer k``.
+_extra_head = ""
+
+
+def set_extra_headers(lines: list[str]) -> None:
+    """Send ``lines`` (``"Name: value"``) with every request of this process.
+
+    Raises:
+        ValueError: a line is not ``Name: value`` or holds a line break.
+    """
+    global _extra_head
+    for line in lines:
+        name, sep, _ = line.partition(":")
+        if not sep or not name.strip() or "\r" in line or "\n" in line:
+            raise ValueError(f"--header must be 'Name: value', got {line!r}")
+    _extra_head = "".join(f"{line}\r\n" for line in lines)
+
+
 def encode_request(
     method: str,
     target: str,
@@ -127,7 +145,7 @@ def encode_request(
         body: request body; ``None`` sends no ``Content-Length``, ``b""`` sends 0.
         content_type: ``Content-Type`` header value, if any.
     """
-    head = f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"
+    head = f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n{_extra_head}"
     if content_type is not None:
         head += f"Content-Type: {content_type}\r\n"
     if body is None:

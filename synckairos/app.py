@@ -19,16 +19,21 @@ from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from synckairos import gcwatch, http_api, ws_api
+from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
+from synckairos.auth import AuthPolicy
 from synckairos.config import Settings, load_settings
 from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
+from synckairos.ratelimit import RateLimiter
 from synckairos.redis_client import PrimaryWatcher, describe_redis, pubsub_client
 from synckairos.scheduler import DeadlineScheduler
 from synckairos.store.redis import RedisStore
@@ -104,6 +109,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             prefix=settings.key_prefix,
             subscribe_timeout=settings.subscribe_timeout_s,
         )
+        app.state.admission = Admission(
+            AuthPolicy.from_settings(settings.api_keys, settings.token_secret),
+            Limits.from_settings(settings),
+            RateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
+        )
         node = Node(store, clock=clock, commit_retries=settings.commit_retries)
         if settings.database_url:
             node.archive = AuditArchive(settings.database_url)
@@ -157,9 +167,29 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             if node.archive is not None:
                 await node.archive.close()
 
+    middleware = []
+    if settings.cors_origins:
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "If-Match"],
+                expose_headers=[
+                    "ETag",
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                ],
+                max_age=600,
+            )
+        )
     app = Starlette(
         routes=http_api.routes() + ws_api.routes(),
         lifespan=lifespan,
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error},
     )
     app.state.settings = settings

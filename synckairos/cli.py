@@ -37,6 +37,7 @@ from synckairos.config import ConfigError, Settings, load_settings
 from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
 from synckairos.logs import configure_logging
 from synckairos.node import Node
+from synckairos.slow_clients import HeaderTimeoutProtocol
 from synckairos.store.redis import RedisStore
 
 __all__ = ["main"]
@@ -67,12 +68,17 @@ def _run_server(settings: Settings, workers: int) -> None:
         port=settings.port,
         workers=workers if workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol,
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=False,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.http_idle_timeout_s,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        h11_max_incomplete_event_size=16_384,
         lifespan="on",
         access_log=False,
         log_level=settings.log_level.lower(),

@@ -14,8 +14,10 @@ import msgspec
 __all__ = [
     "DEFAULT_REDIS_URL",
     "ConfigError",
+    "Rate",
     "Settings",
     "load_settings",
+    "parse_rate",
     "parse_sentinels",
 ]
 
@@ -62,6 +64,49 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_REDIS_MAX_CONNECTIONS``: Redis connections per process; a request
     #: beyond it waits (up to 5 s, then 503) for a free one instead of failing.
     redis_max_connections: int = 256
+    #: ``SYNCKAIROS_API_KEYS``: comma-separated API keys; when set, the control
+    #: endpoints (create, start, pause, resume, complete, cancel, delete, token
+    #: minting) need ``Authorization: Bearer <key>``. Unset: no API keys (dev).
+    api_keys: str | None = None
+    #: ``SYNCKAIROS_TOKEN_SECRET``: HS256 secret of per-session tokens; when set,
+    #: reading, switching and ``/ws`` need a token for the session (or an API key
+    #: over HTTP). Unset: sessions are open (dev).
+    token_secret: str | None = None
+    #: ``SYNCKAIROS_TOKEN_TTL_S``: default lifetime of minted tokens.
+    token_ttl_s: int = 3_600
+    #: ``SYNCKAIROS_CORS_ORIGINS``: comma-separated origins allowed by CORS (``*``
+    #: for any); unset: no CORS headers.
+    cors_origins: str | None = None
+    #: ``SYNCKAIROS_TRUSTED_PROXIES``: comma-separated proxy IPs whose
+    #: ``X-Forwarded-For`` gives the client IP (``*``: any; empty: none).
+    trusted_proxies: str = "127.0.0.1"
+    #: ``SYNCKAIROS_RATE_LIMITS``: enforce the rate limits below (on/off).
+    rate_limits: bool = True
+    #: ``SYNCKAIROS_RATE_LIMIT_SWITCH``: commands (switch, start, pause, ...) per session.
+    rate_limit_switch: str = "10/s"
+    #: ``SYNCKAIROS_RATE_LIMIT_CREATE``: session creations (and token mints) per client.
+    rate_limit_create: str = "5/min"
+    #: ``SYNCKAIROS_RATE_LIMIT_GET``: session reads per client.
+    rate_limit_get: str = "100/min"
+    #: ``SYNCKAIROS_RATE_LIMIT_TIME``: ``/time`` and ``/v1/time`` per IP.
+    rate_limit_time: str = "60/min"
+    #: ``SYNCKAIROS_RATE_LIMIT_WS_CONNECT``: WebSocket connections per IP.
+    rate_limit_ws_connect: str = "5/min"
+    #: ``SYNCKAIROS_RATE_LIMIT_WS_MESSAGES``: messages per WebSocket connection
+    #: (beyond it the socket is closed with 1008).
+    rate_limit_ws_messages: str = "100/min"
+    #: ``SYNCKAIROS_MAX_CONNECTIONS``: open connections (HTTP and WebSocket) per
+    #: process; beyond it new requests get 503.
+    max_connections: int = 25_000
+    #: ``SYNCKAIROS_HTTP_IDLE_TIMEOUT_S``: an idle keep-alive connection is closed
+    #: after this many seconds.
+    http_idle_timeout_s: int = 5
+    #: ``SYNCKAIROS_HTTP_HEADER_TIMEOUT_S``: a request's headers must arrive within
+    #: this many seconds of its first byte, or the connection is closed (slowloris).
+    http_header_timeout_s: int = 10
+    #: ``SYNCKAIROS_HTTP_BODY_TIMEOUT_S``: a request body must arrive within this
+    #: many seconds (408 after).
+    http_body_timeout_s: int = 10
     #: ``SYNCKAIROS_HOST``: interface the HTTP server binds.
     host: str = "127.0.0.1"
     #: ``SYNCKAIROS_PORT``: TCP port of the HTTP server.
@@ -131,6 +176,28 @@ class Settings(msgspec.Struct, frozen=True):
             ConfigError: an entry is not ``host:port``.
         """
         return parse_sentinels(self.redis_sentinels or "")
+
+
+class Rate(msgspec.Struct, frozen=True):
+    """A rate limit: ``limit`` hits per ``period_ms`` (also the largest burst)."""
+
+    limit: int
+    period_ms: int
+
+
+_UNITS_MS = {"s": 1_000, "sec": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+
+
+def parse_rate(name: str, text: str) -> Rate:
+    """Parse ``"10/s"``, ``"5/min"``, ``"100/h"`` (``name``: the setting, for errors).
+
+    Raises:
+        ConfigError: not ``<positive int>/<s|min|h>``.
+    """
+    count, _, unit = text.strip().partition("/")
+    if not count.isdigit() or int(count) <= 0 or unit not in _UNITS_MS:
+        raise ConfigError(f"{name} must look like 10/s, 5/min or 100/h, got {text!r}")
+    return Rate(int(count), _UNITS_MS[unit])
 
 
 def parse_sentinels(raw: str) -> list[tuple[str, int]]:
@@ -206,10 +273,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "redis_failover_budget_ms",
         "redis_replica_ack_timeout_ms",
         "redis_sentinel_poll_ms",
+        "token_ttl_s",
+        "max_connections",
+        "http_idle_timeout_s",
+        "http_header_timeout_s",
+        "http_body_timeout_s",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")
     if settings.redis_min_replica_acks < 0:
         raise ConfigError("SYNCKAIROS_REDIS_MIN_REPLICA_ACKS must be 0 or more")
     settings.sentinel_addresses()  # raises on a malformed list
+    if settings.token_secret is not None and len(settings.token_secret.encode()) < 32:
+        raise ConfigError("SYNCKAIROS_TOKEN_SECRET must be at least 32 bytes (HS256)")
+    for name in (
+        "rate_limit_switch",
+        "rate_limit_create",
+        "rate_limit_get",
+        "rate_limit_time",
+        "rate_limit_ws_connect",
+        "rate_limit_ws_messages",
+    ):
+        parse_rate(f"SYNCKAIROS_{name.upper()}", getattr(settings, name))
     return settings

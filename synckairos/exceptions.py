@@ -6,10 +6,14 @@
     ├── ValidationFailed                400 VALIDATION_ERROR
     ├── InvalidTransition               400 INVALID_STATE_TRANSITION
     │   └── TimeoutNotDue               400 INVALID_STATE_TRANSITION
+    ├── Unauthorized                    401 UNAUTHORIZED
+    ├── Forbidden                       403 FORBIDDEN
     ├── SessionNotFound                 404 SESSION_NOT_FOUND
+    ├── RequestTimeout                  408 REQUEST_TIMEOUT
     ├── Conflict                        409 CONFLICT
     ├── SessionExists                   409 SESSION_EXISTS
     ├── PayloadTooLarge                 413 PAYLOAD_TOO_LARGE
+    ├── RateLimited                     429 RATE_LIMITED
     └── StoreUnavailable                503 UNAVAILABLE
 
 Each class carries ``status_hint`` (the HTTP status the API answers with) and
@@ -23,13 +27,17 @@ from typing import Any
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "InvalidTransition",
     "PayloadTooLarge",
+    "RateLimited",
+    "RequestTimeout",
     "SessionExists",
     "SessionNotFound",
     "StoreUnavailable",
     "SyncKairosError",
     "TimeoutNotDue",
+    "Unauthorized",
     "ValidationFailed",
 ]
 
@@ -72,11 +80,32 @@ class TimeoutNotDue(InvalidTransition):
     """Raised by the core when a timeout is applied before the timer's deadline."""
 
 
+class Unauthorized(SyncKairosError):
+    """Raised by the auth policy when credentials are missing, malformed or expired."""
+
+    status_hint = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(SyncKairosError):
+    """Raised by the auth policy when valid credentials do not allow the action."""
+
+    status_hint = 403
+    code = "FORBIDDEN"
+
+
 class SessionNotFound(SyncKairosError):
     """Raised by the store when a session id is unknown."""
 
     status_hint = 404
     code = "SESSION_NOT_FOUND"
+
+
+class RequestTimeout(SyncKairosError):
+    """Raised by the API when a request body does not arrive in time."""
+
+    status_hint = 408
+    code = "REQUEST_TIMEOUT"
 
 
 class Conflict(SyncKairosError):
@@ -103,6 +132,20 @@ class PayloadTooLarge(SyncKairosError):
 
     status_hint = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class RateLimited(SyncKairosError):
+    """Raised when a rate limit is exhausted; nothing was done.
+
+    ``headers`` holds ``Retry-After`` and the ``RateLimit-*`` headers to send.
+    """
+
+    status_hint = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message, details)
+        self.headers = headers or {}
 
 
 class StoreUnavailable(SyncKairosError):

@@ -2,11 +2,14 @@
 
 Each endpoint is wrapped by ``endpoint(route)``, the one place that maps
 ``SyncKairosError`` to its status and ``{"error"}`` envelope, turns anything
-else into a logged 500, and records the request latency by route.
+else into a logged 500, and records the request latency by route. Every
+endpoint that touches a session first calls ``_admit`` (authentication, role,
+rate limit: ``synckairos.admission``), so a refused request changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,8 +21,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from synckairos import __version__, metrics
+from synckairos.admission import Admission
+from synckairos.auth import Action, Principal, Role
 from synckairos.core import Cancel, Command, Complete, CreateSession, Pause, Resume, Start, Switch
-from synckairos.exceptions import PayloadTooLarge, SyncKairosError, ValidationFailed
+from synckairos.exceptions import (
+    Forbidden,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    SyncKairosError,
+    ValidationFailed,
+)
 from synckairos.node import CommandResult, Node, Preconditions
 from synckairos.wire import (
     CommandRequest,
@@ -27,6 +39,8 @@ from synckairos.wire import (
     ReadyResponse,
     SwitchRequest,
     TimeResponse,
+    TokenRequest,
+    TokenResponse,
     data_envelope,
     decode_body,
     encode,
@@ -54,7 +68,15 @@ RETRY_AFTER_S = 1
 
 
 def _error(exc: SyncKairosError) -> Response:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status_hint == 503 else None
+    headers: dict[str, str] | None = None
+    if exc.status_hint == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+    elif isinstance(exc, RateLimited):
+        headers = exc.headers
+    elif exc.status_hint in (401, 403):
+        metrics.AUTH_FAILURES.labels(exc.status_hint).inc()
+        if exc.status_hint == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="synckairos"'}
     return Response(
         error_envelope(exc), status_code=exc.status_hint, media_type=_JSON, headers=headers
     )
@@ -88,6 +110,39 @@ def _node(request: Request) -> Node:
     return node
 
 
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _admit(
+    request: Request,
+    action: Action | None,
+    session_id: str | None,
+    bucket: str | None,
+    per: str = "client",
+) -> Principal:
+    """Authenticate, authorize ``action`` on ``session_id``, then count one hit.
+
+    ``per`` picks the rate-limit identity: ``"session"``, ``"client"`` or ``"ip"``.
+    Raises Unauthorized, Forbidden or RateLimited; nothing has been done then.
+    """
+    admission: Admission = request.app.state.admission
+    principal = admission.auth.authenticate(request.headers.get("authorization"))
+    if action is not None:
+        admission.auth.authorize(principal, action, session_id)
+    if bucket is not None:
+        ip = _client_ip(request)
+        identity = (
+            f"s:{session_id}"
+            if per == "session"
+            else f"ip:{ip}"
+            if per == "ip"
+            else Admission.client(principal, ip)
+        )
+        await admission.limit(bucket, identity)
+    return principal
+
+
 def _session_id(request: Request) -> str:
     session_id: str = request.path_params["session_id"]
     if not is_uuid(session_id):
@@ -105,11 +160,16 @@ async def _body(request: Request) -> bytes:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes", {"limit": limit})
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes", {"limit": limit})
-        chunks.append(chunk)
+    timeout_s: int = request.app.state.settings.http_body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body exceeds {limit} bytes", {"limit": limit})
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout_s} s") from None
     return b"".join(chunks)
 
 
@@ -140,19 +200,24 @@ def _result(result: CommandResult, status: int = 200) -> Response:
 
 @endpoint("/v1/sessions")
 async def create_session(request: Request) -> Response:
+    principal = await _admit(request, None, None, "create")
     spec = decode_body(await _body(request), CreateSession)
+    admission: Admission = request.app.state.admission
+    admission.auth.authorize(principal, Action.CREATE, spec.session_id)
     return _result(await _node(request).create(spec), 201)
 
 
 @endpoint("/v1/sessions/{id}")
 async def get_session(request: Request) -> Response:
     session_id = _session_id(request)
+    await _admit(request, Action.READ, session_id, "get")
     return _json(data_envelope(await _node(request).get(session_id)))
 
 
 @endpoint("/v1/sessions/{id}")
 async def delete_session(request: Request) -> Response:
     session_id = _session_id(request)
+    await _admit(request, Action.CONTROL, session_id, "switch", per="session")
     pre = _preconditions(request, None, None)
     await _node(request).delete(session_id, pre.expected_version)
     return Response(status_code=204)
@@ -161,8 +226,16 @@ async def delete_session(request: Request) -> Response:
 @endpoint("/v1/sessions/{id}/switch")
 async def switch_session(request: Request) -> Response:
     session_id = _session_id(request)
+    principal = await _admit(request, Action.SWITCH, session_id, "switch", per="session")
     body = decode_body(await _body(request), SwitchRequest, optional=True)
-    pre = _preconditions(request, body.expected_version, body.current_participant_id)
+    current = body.current_participant_id
+    if principal.role is Role.PARTICIPANT:
+        # A participant switches only out of its own turn: a double click or a
+        # replayed request then meets a 409 instead of advancing two turns.
+        if current is not None and current != principal.participant_id:
+            raise Forbidden("a participant token may only switch its own turn")
+        current = principal.participant_id
+    pre = _preconditions(request, body.expected_version, current)
     result = await _node(request).execute(session_id, Switch(body.next_participant_id), pre)
     expired = result.transition.event.expired_participant_id
     if expired is None:
@@ -175,6 +248,7 @@ def _command_endpoint(name: str, command: Command) -> Endpoint:
     @endpoint(f"/v1/sessions/{{id}}/{name}")
     async def handle(request: Request) -> Response:
         session_id = _session_id(request)
+        await _admit(request, Action.CONTROL, session_id, "switch", per="session")
         body = decode_body(await _body(request), CommandRequest, optional=True)
         pre = _preconditions(request, body.expected_version, body.current_participant_id)
         return _result(await _node(request).execute(session_id, command, pre))
@@ -183,8 +257,31 @@ def _command_endpoint(name: str, command: Command) -> Endpoint:
     return handle
 
 
+@endpoint("/v1/sessions/{id}/tokens")
+async def mint_token(request: Request) -> Response:
+    session_id = _session_id(request)
+    await _admit(request, Action.MINT, session_id, "create")
+    body = decode_body(await _body(request), TokenRequest)
+    role = Role(body.role)
+    if (role is Role.PARTICIPANT) != (body.participant_id is not None):
+        raise ValidationFailed(
+            "participant_id is required for (and only for) a participant token",
+            [{"field": "participant_id", "message": "required iff role is participant"}],
+        )
+    settings = request.app.state.settings
+    admission: Admission = request.app.state.admission
+    ttl_s = body.ttl_s or settings.token_ttl_s
+    now_s = int(time.time())  # token expiry is checked against the system clock
+    token = admission.auth.mint(session_id, role, body.participant_id, ttl_s, now_s)
+    minted = TokenResponse(
+        token, session_id, role.value, (now_s + ttl_s) * 1000, body.participant_id
+    )
+    return _json(data_envelope(encode(minted)), 201)
+
+
 @endpoint("/v1/time")
 async def get_time(request: Request) -> Response:
+    await _admit(request, None, None, "time", per="ip")
     node = _node(request)
     tolerance: int = request.app.state.settings.drift_tolerance_ms
     return _json(encode(TimeResponse(node.clock(), __version__, tolerance)))
@@ -253,6 +350,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{session}/resume", _command_endpoint("resume", Resume()), methods=["POST"]),
         Route(f"{session}/complete", _command_endpoint("complete", Complete()), methods=["POST"]),
         Route(f"{session}/cancel", _command_endpoint("cancel", Cancel()), methods=["POST"]),
+        Route(f"{session}/tokens", mint_token, methods=["POST"]),
         Route("/v1/time", get_time, methods=["GET"]),
         Route("/time", get_time, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

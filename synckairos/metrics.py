@@ -73,6 +73,18 @@ WS_RESYNCS = Counter(
     "Catch-ups of a socket: 'replay' from the history or 'full' STATE_SYNC.",
     ["kind"],
 )
+RATE_LIMITED = Counter(
+    "synckairos_rate_limited_total", "Requests and sockets refused by a rate limit.", ["limit"]
+)
+RATE_LIMIT_ERRORS = Counter(
+    "synckairos_rate_limit_errors_total",
+    "Rate-limit checks that could not reach Redis (the request was let through).",
+)
+AUTH_FAILURES = Counter(
+    "synckairos_auth_failures_total",
+    "Requests refused by authentication (401) or roles (403).",
+    ["status"],
+)
 REDIS_RETRIES = Counter(
     "synckairos_redis_retries_total",
     "Store operations retried after a Redis connection error or a missing replica ack.",

@@ -20,6 +20,8 @@ from synckairos.wire import (
     ReadyResponse,
     SwitchRequest,
     TimeResponse,
+    TokenRequest,
+    TokenResponse,
 )
 
 __all__ = ["build_openapi"]
@@ -50,8 +52,15 @@ _ERRORS = {
     "400": _response("VALIDATION_ERROR or INVALID_STATE_TRANSITION", _ref("ErrorEnvelope")),
     "404": _response("SESSION_NOT_FOUND", _ref("ErrorEnvelope")),
     "409": _response("CONFLICT (precondition failed)", _ref("ErrorEnvelope")),
+    "401": _response("UNAUTHORIZED (credentials missing or invalid)", _ref("ErrorEnvelope")),
+    "403": _response("FORBIDDEN (the credentials do not allow this)", _ref("ErrorEnvelope")),
+    "408": _response("REQUEST_TIMEOUT (body too slow)", _ref("ErrorEnvelope")),
     "413": _response("PAYLOAD_TOO_LARGE", _ref("ErrorEnvelope")),
-    "503": _response("UNAVAILABLE (state store unreachable)", _ref("ErrorEnvelope")),
+    "429": _response("RATE_LIMITED (Retry-After and RateLimit-* headers)", _ref("ErrorEnvelope")),
+    "503": _response(
+        "UNAVAILABLE (state store unreachable; Retry-After; details.outcome may be unknown)",
+        _ref("ErrorEnvelope"),
+    ),
 }
 
 _SESSION_ID = {
@@ -92,6 +101,8 @@ def build_openapi() -> bytes:
             TimeResponse,
             HealthResponse,
             ReadyResponse,
+            TokenRequest,
+            TokenResponse,
         ],
         ref_template=_REF,
     )
@@ -134,6 +145,14 @@ def build_openapi() -> bytes:
         f"{session}/resume": _command("Resume a paused session", "CommandRequest"),
         f"{session}/complete": _command("Complete a session", "CommandRequest"),
         f"{session}/cancel": _command("Cancel a session", "CommandRequest"),
+        f"{session}/tokens": {
+            "post": {
+                "summary": "Mint a session token (ext; needs an API key and a token secret)",
+                "parameters": [_SESSION_ID],
+                "requestBody": {"required": True, "content": _json_content(_ref("TokenRequest"))},
+                "responses": {"201": _response("Minted", _data("TokenResponse")), **_ERRORS},
+            }
+        },
         "/v1/time": time_get,
         "/time": time_get,
         "/health": {
@@ -173,6 +192,17 @@ def build_openapi() -> bytes:
         "openapi": "3.1.0",
         "info": {"title": "SyncKairos", "version": __version__},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (SYNCKAIROS_API_KEYS) or a session token "
+                    "(JWT HS256, SYNCKAIROS_TOKEN_SECRET); only needed when those are set.",
+                }
+            },
+        },
+        "security": [{}, {"bearer": []}],
     }
     return msgspec.json.encode(document)

@@ -9,7 +9,7 @@ the state JSON the store already holds, so a state is encoded once per change.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -24,6 +24,8 @@ __all__ = [
     "ReadyResponse",
     "SwitchRequest",
     "TimeResponse",
+    "TokenRequest",
+    "TokenResponse",
     "data_envelope",
     "decode_body",
     "encode",
@@ -33,7 +35,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-Version = Annotated[int, msgspec.Meta(ge=1)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]  # a JavaScript-safe integer
 
 
 class CommandRequest(msgspec.Struct, frozen=True):
@@ -49,6 +51,24 @@ class SwitchRequest(msgspec.Struct, frozen=True):
     next_participant_id: Uuid | None = None
     expected_version: Version | None = None
     current_participant_id: Uuid | None = None
+
+
+class TokenRequest(msgspec.Struct, frozen=True):
+    """Body of ``POST /v1/sessions/{id}/tokens`` (ext): the token to mint."""
+
+    role: Literal["controller", "participant", "spectator"]
+    participant_id: Uuid | None = None
+    ttl_s: Annotated[int, msgspec.Meta(ge=1, le=2_592_000)] | None = None
+
+
+class TokenResponse(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A minted session token (``Authorization: Bearer`` or ``/ws?token=``)."""
+
+    token: str
+    session_id: str
+    role: str
+    expires_at_ms: int
+    participant_id: str | None = None
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -121,15 +141,20 @@ def decode_body(body: bytes, schema: type[T], *, optional: bool = False) -> T:
     if decoder is None:
         decoder = _decoders[schema] = msgspec.json.Decoder(schema)
     try:
+        body.decode()  # invalid UTF-8 is refused even inside fields that are skipped
         result: T = decoder.decode(body)
     except msgspec.ValidationError as exc:
         match = _PATH_RE.match(str(exc))
         message = match.group("message") if match else str(exc)
         field = (match.group("path") if match else None) or _missing_field(message) or "body"
         raise ValidationFailed(message, [{"field": field, "message": message}]) from None
-    except msgspec.DecodeError as exc:
+    except RecursionError:
         raise ValidationFailed(
-            "request body is not valid JSON", [{"field": "body", "message": str(exc)}]
+            "request body is nested too deeply", [{"field": "body", "message": "too deep"}]
+        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(
+            "request body is not valid JSON (UTF-8)", [{"field": "body", "message": str(exc)}]
         ) from None
     return result
 

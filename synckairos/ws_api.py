@@ -34,9 +34,12 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from synckairos import metrics, ws_messages
+from synckairos.admission import Admission
+from synckairos.exceptions import RateLimited, SyncKairosError
 from synckairos.fanout import PubSubListener, SubscribeTimeout
 from synckairos.hub import Hub
 from synckairos.node import Clock
+from synckairos.ratelimit import LocalLimiter
 from synckairos.store import Store
 from synckairos.wire import is_uuid
 from synckairos.ws_messages import Delivery
@@ -76,8 +79,11 @@ class SocketConnection:
         store: Store,
         clock: Clock,
         max_queue: int,
+        message_limiter: LocalLimiter | None = None,
     ) -> None:
         self.websocket = websocket
+        self.message_limiter = message_limiter
+        """Per-connection message rate limit (None: off); beyond it, close 1008."""
         self.session_id = session_id
         """Session this socket follows."""
         self.store = store
@@ -292,13 +298,17 @@ class SocketConnection:
     # ------------------------------------------------------------ receiving
 
     async def handle(self, raw: str | bytes | None, received_at: int) -> None:
-        """Handle one client message (text frame)."""
+        """Handle one client message (text frame, or None for a binary frame)."""
+        if self.message_limiter is not None and not self.message_limiter.hit():
+            metrics.RATE_LIMITED.labels("ws_message").inc()
+            self.close(CLOSE_POLICY, "message rate limit exceeded")
+            return
         if raw is None:
             self.send_text(ws_messages.error("INVALID_MESSAGE", "binary frames are not supported"))
             return
         try:
             message = ws_messages.decode_client_message(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             self.send_text(
                 ws_messages.error("INVALID_MESSAGE", "expected a JSON object with a type")
             )
@@ -339,6 +349,31 @@ async def _receive_loop(websocket: WebSocket, connection: SocketConnection, cloc
         await connection.handle(text if text is not None else None, received_at)
 
 
+async def _refusal(websocket: WebSocket, session_id: str) -> str | None:
+    """Why this socket may not follow ``session_id`` (close 1008), or None.
+
+    With a token secret, ``?token=`` must be a valid token for the session (any
+    role); then the per-IP connection rate limit applies.
+    """
+    admission: Admission = websocket.app.state.admission
+    if admission.auth.secret is not None:
+        token = websocket.query_params.get("token")
+        if not token:
+            metrics.AUTH_FAILURES.labels(401).inc()
+            return "a token for this session is required (?token=)"
+        try:
+            admission.auth.verify_token(token, session_id)
+        except SyncKairosError as exc:
+            metrics.AUTH_FAILURES.labels(exc.status_hint).inc()
+            return exc.message[:120]
+    ip = websocket.client.host if websocket.client else "unknown"
+    try:
+        await admission.limit("ws_connect", f"ip:{ip}")
+    except RateLimited as exc:
+        return f"connection rate limit exceeded; retry after {exc.headers['Retry-After']} s"
+    return None
+
+
 async def ws_endpoint(websocket: WebSocket) -> None:
     """``/ws?sessionId=<uuid>``: subscribe to a session's changes."""
     state: Any = websocket.app.state
@@ -349,12 +384,18 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     if not is_uuid(session_id):
         await websocket.close(CLOSE_POLICY, "Invalid sessionId format")
         return
+    refusal = await _refusal(websocket, session_id)
+    if refusal is not None:
+        await websocket.close(CLOSE_POLICY, refusal)
+        return
+    admission: Admission = state.admission
     connection = SocketConnection(
         websocket,
         session_id,
         store=state.node.store,
         clock=clock,
         max_queue=state.settings.ws_send_queue,
+        message_limiter=admission.socket_limiter(),
     )
     sender = asyncio.create_task(connection.run_sender())
     metrics.WS_OPEN.inc()

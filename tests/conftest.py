@@ -69,7 +69,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings(redis_server: EmbeddedRedis) -> Settings:
-    return Settings(redis_url=redis_server.url, key_prefix=f"t{new_id()[:8]}")
+    return Settings(redis_url=redis_server.url, key_prefix=f"t{new_id()[:8]}", rate_limits=False)
 
 
 @pytest.fixture
@@ -99,6 +99,7 @@ async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
 #: the tests can outrun them.
 LIVE_ENV = {
     "SYNCKAIROS_LOG_LEVEL": "warning",
+    "SYNCKAIROS_RATE_LIMITS": "off",
     "SYNCKAIROS_HISTORY_MAXLEN": "50",
     "SYNCKAIROS_WS_SEND_QUEUE": "64",
 }

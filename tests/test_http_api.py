@@ -374,7 +374,9 @@ def test_unknown_routes_and_methods_use_the_error_envelope(client: TestClient):
 
 
 def test_an_unreachable_redis_answers_503_and_ready_fails(clock: FakeClock):
-    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_failover_budget_ms=500
+    )
     with TestClient(create_app(settings, clock=clock)) as client:
         _error(client.post("/v1/sessions", json=session_body()), 503, "UNAVAILABLE")
         _error(client.get(f"/v1/sessions/{new_id()}"), 503, "UNAVAILABLE")

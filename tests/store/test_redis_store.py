@@ -191,7 +191,7 @@ async def test_unreachable_redis_raises_store_unavailable():
     from synckairos.exceptions import StoreUnavailable
 
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
-    store = RedisStore(client)
+    store = RedisStore(client, failover_budget_s=0.5)
     with pytest.raises(StoreUnavailable):
         await store.load("00000000-0000-0000-0000-000000000000")
     assert await store.ping() is False

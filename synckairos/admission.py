@@ -1,0 +1,101 @@
+"""Admission of requests and sockets: authentication, roles, then rate limits.
+
+``Admission`` is built once per node from the settings and kept on the app
+(``app.state.admission``); the HTTP and WebSocket layers call it before they
+touch any state, so a refused request changes nothing.
+
+Limits (``SYNCKAIROS_RATE_LIMIT_*``, off with ``SYNCKAIROS_RATE_LIMITS=off``):
+
+=============  ==================  ====================================
+bucket         default             counted per
+=============  ==================  ====================================
+``switch``     10/s                session (every command on it)
+``create``     5/min               client (creations and token mints)
+``get``        100/min             client
+``time``       60/min              IP
+``ws_connect`` 5/min               IP
+``ws_message`` 100/min             connection (in memory; close 1008)
+=============  ==================  ====================================
+
+A *client* is the caller's API key or token when it sent one, else its IP
+(the first untrusted hop of ``X-Forwarded-For`` when behind a trusted proxy,
+as resolved by uvicorn from ``SYNCKAIROS_TRUSTED_PROXIES``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from synckairos.auth import AuthPolicy, Principal
+from synckairos.config import Rate, Settings, parse_rate
+from synckairos.exceptions import RateLimited
+from synckairos.ratelimit import LocalLimiter, RateLimiter
+
+__all__ = ["Admission", "Limits"]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """The configured rates, parsed."""
+
+    switch: Rate
+    create: Rate
+    get: Rate
+    time: Rate
+    ws_connect: Rate
+    ws_message: Rate
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        def rate(name: str) -> Rate:
+            return parse_rate(f"SYNCKAIROS_{name.upper()}", getattr(settings, name))
+
+        return cls(
+            switch=rate("rate_limit_switch"),
+            create=rate("rate_limit_create"),
+            get=rate("rate_limit_get"),
+            time=rate("rate_limit_time"),
+            ws_connect=rate("rate_limit_ws_connect"),
+            ws_message=rate("rate_limit_ws_messages"),
+        )
+
+
+class Admission:
+    """Auth policy plus rate limiters of one node."""
+
+    def __init__(
+        self, auth: AuthPolicy, limits: Limits, limiter: RateLimiter | None = None
+    ) -> None:
+        self.auth = auth
+        self.limits = limits
+        self.limiter = limiter
+        """None: rate limits are off."""
+
+    async def limit(self, bucket: str, identity: str) -> dict[str, str]:
+        """Count one hit; return the ``RateLimit-*`` headers (empty when limits are off).
+
+        Raises:
+            RateLimited: the limit is exhausted (nothing was counted).
+        """
+        if self.limiter is None:
+            return {}
+        rate: Rate = getattr(self.limits, bucket)
+        verdict = await self.limiter.hit(bucket, identity, rate)
+        if not verdict.allowed:
+            raise RateLimited(
+                f"rate limit of {rate.limit} per {rate.period_ms // 1000} s exceeded",
+                {
+                    "limit": bucket,
+                    "retry_after_ms": verdict.retry_after_ms,
+                },
+                verdict.headers(),
+            )
+        return verdict.headers()
+
+    @staticmethod
+    def client(principal: Principal, ip: str) -> str:
+        """The identity of per-client limits: the credential's subject, else the IP."""
+        return principal.subject or f"ip:{ip}"
+
+    def socket_limiter(self) -> LocalLimiter | None:
+        """A fresh per-connection message limiter (None when limits are off)."""
+        return LocalLimiter(self.limits.ws_message) if self.limiter is not None else None
