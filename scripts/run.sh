@@ -82,6 +82,8 @@ case "$cmd" in
     .venv/bin/ruff format --check .
     log "mypy"
     .venv/bin/mypy
+    log "javascript client"
+    bash clients/js/scripts/test.sh
     log "pytest"
     exec .venv/bin/python -m pytest "$@"
     ;;

@@ -9,7 +9,8 @@ Limits (``SYNCKAIROS_RATE_LIMIT_*``, off with ``SYNCKAIROS_RATE_LIMITS=off``):
 =============  ==================  ====================================
 bucket         default             counted per
 =============  ==================  ====================================
-``switch``     10/s                session (every command on it)
+``switch``     10/s                session (every committed command on it;
+                                   checked inside the commit script)
 ``create``     5/min               client (creations and token mints)
 ``get``        100/min             client
 ``time``       60/min              IP
@@ -95,6 +96,10 @@ class Admission:
     def client(principal: Principal, ip: str) -> str:
         """The identity of per-client limits: the credential's subject, else the IP."""
         return principal.subject or f"ip:{ip}"
+
+    def session_rate(self) -> Rate | None:
+        """The per-session command limit, counted inside the commit (None: limits off)."""
+        return self.limits.switch if self.limiter is not None else None
 
     def socket_limiter(self) -> LocalLimiter | None:
         """A fresh per-connection message limiter (None when limits are off)."""

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from synckairos import __version__, metrics
 from synckairos.admission import Admission
 from synckairos.auth import Action, Principal, Role
+from synckairos.config import Rate
 from synckairos.core import Cancel, Command, Complete, CreateSession, Pause, Resume, Start, Switch
 from synckairos.exceptions import (
     Forbidden,
@@ -143,6 +144,11 @@ async def _admit(
     return principal
 
 
+def _session_rate(request: Request) -> Rate | None:
+    admission: Admission = request.app.state.admission
+    return admission.session_rate()
+
+
 def _session_id(request: Request) -> str:
     session_id: str = request.path_params["session_id"]
     if not is_uuid(session_id):
@@ -226,7 +232,7 @@ async def delete_session(request: Request) -> Response:
 @endpoint("/v1/sessions/{id}/switch")
 async def switch_session(request: Request) -> Response:
     session_id = _session_id(request)
-    principal = await _admit(request, Action.SWITCH, session_id, "switch", per="session")
+    principal = await _admit(request, Action.SWITCH, session_id, None)
     body = decode_body(await _body(request), SwitchRequest, optional=True)
     current = body.current_participant_id
     if principal.role is Role.PARTICIPANT:
@@ -236,7 +242,9 @@ async def switch_session(request: Request) -> Response:
             raise Forbidden("a participant token may only switch its own turn")
         current = principal.participant_id
     pre = _preconditions(request, body.expected_version, current)
-    result = await _node(request).execute(session_id, Switch(body.next_participant_id), pre)
+    result = await _node(request).execute(
+        session_id, Switch(body.next_participant_id), pre, rate=_session_rate(request)
+    )
     expired = result.transition.event.expired_participant_id
     if expired is None:
         return _result(result)
@@ -248,10 +256,11 @@ def _command_endpoint(name: str, command: Command) -> Endpoint:
     @endpoint(f"/v1/sessions/{{id}}/{name}")
     async def handle(request: Request) -> Response:
         session_id = _session_id(request)
-        await _admit(request, Action.CONTROL, session_id, "switch", per="session")
+        await _admit(request, Action.CONTROL, session_id, None)
         body = decode_body(await _body(request), CommandRequest, optional=True)
         pre = _preconditions(request, body.expected_version, body.current_participant_id)
-        return _result(await _node(request).execute(session_id, command, pre))
+        rate = _session_rate(request)
+        return _result(await _node(request).execute(session_id, command, pre, rate=rate))
 
     handle.__name__ = f"{name}_session"
     return handle
@@ -312,6 +321,12 @@ async def ready(request: Request) -> Response:
 
 @endpoint("/metrics")
 async def metrics_endpoint(request: Request) -> Response:
+    node = _node(request)
+    metrics.REDIS_UP.set(1 if await node.store.ping() else 0)
+    if node.archive is None:
+        metrics.POSTGRES_UP.set(-1)
+    else:
+        metrics.POSTGRES_UP.set(1 if await node.archive.ping() else 0)
     try:
         stats = await _node(request).store.stats()
     except SyncKairosError:

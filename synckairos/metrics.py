@@ -14,6 +14,7 @@ __all__ = [
     "AUDIT_PERSISTED",
     "AUDIT_RELAY_LAG",
     "AUDIT_RETRIES",
+    "AUTH_FAILURES",
     "CLAIMS_LOST",
     "COMMITS",
     "CONFLICTS",
@@ -22,8 +23,16 @@ __all__ = [
     "GC_PAUSE",
     "OUTBOX_DROPPED",
     "OUTBOX_LENGTH",
+    "POSTGRES_UP",
     "PUBSUB_RESUBSCRIBES",
+    "RATE_LIMITED",
+    "RATE_LIMIT_ERRORS",
     "RECOVERIES",
+    "REDIS_FAILOVERS",
+    "REDIS_OP_LATENCY",
+    "REDIS_RETRIES",
+    "REDIS_UNAVAILABLE",
+    "REDIS_UP",
     "REQUEST_LATENCY",
     "SCHEDULER_ERRORS",
     "TIMEOUTS_FIRED",
@@ -84,6 +93,16 @@ AUTH_FAILURES = Counter(
     "synckairos_auth_failures_total",
     "Requests refused by authentication (401) or roles (403).",
     ["status"],
+)
+REDIS_OP_LATENCY = Histogram(
+    "synckairos_redis_op_duration_seconds",
+    "State store operations (one Redis round trip each, plus retries), by operation.",
+    ["op"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+)
+REDIS_UP = Gauge("synckairos_redis_up", "1 when Redis answered PING at the last scrape.")
+POSTGRES_UP = Gauge(
+    "synckairos_postgres_up", "1 when PostgreSQL answered at the last scrape (-1: not configured)."
 )
 REDIS_RETRIES = Counter(
     "synckairos_redis_retries_total",

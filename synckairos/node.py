@@ -23,6 +23,7 @@ from msgspec.structs import replace
 
 from synckairos import metrics
 from synckairos.audit.archive import AuditArchive
+from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
     Command,
@@ -103,7 +104,7 @@ class Node:
         stored = await self.store.load(session_id)
         if stored is None and self.archive is not None and await self.restore(session_id):
             stored = await self.store.load(session_id)
-        if stored is None:
+        if stored is None or stored.deleted:
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
         return _state_decoder.decode(stored.state_json), stored.epoch
 
@@ -171,11 +172,20 @@ class Node:
         return result
 
     async def execute(
-        self, session_id: str, command: Command, preconditions: Preconditions | None = None
+        self,
+        session_id: str,
+        command: Command,
+        preconditions: Preconditions | None = None,
+        *,
+        rate: Rate | None = None,
     ) -> CommandResult:
         """Apply ``command`` to the session's current state and commit it.
 
+        ``rate`` is the session's command rate limit, checked and counted in the
+        commit itself (no extra round trip); catch-up timeouts are not counted.
+
         Raises:
+            RateLimited: the session's rate limit is exhausted; nothing changed.
             SessionNotFound: no such session.
             InvalidTransition: the command is not allowed now.
             ValidationFailed: the command names an unknown participant.
@@ -199,7 +209,7 @@ class Node:
             else:
                 _check(pre, state)
                 transition = apply(state, command, now)
-                result = await self._commit(state.version, transition, now)
+                result = await self._commit(state.version, transition, now, rate=rate)
                 if result is not None:
                     return result
             races += 1
@@ -226,7 +236,7 @@ class Node:
         """
         fired: list[tuple[Transition, int]] = []
         stored = await self.store.load(session_id)
-        if stored is None:
+        if stored is None or stored.deleted:
             return fired
         state = _state_decoder.decode(stored.state_json)
         races = 0
@@ -265,6 +275,8 @@ class Node:
         transition: Transition,
         now: int,
         new_version: int | None = None,
+        *,
+        rate: Rate | None = None,
     ) -> CommandResult | None:
         """Commit ``transition``; None when the stored version moved on."""
         state = transition.state
@@ -279,6 +291,7 @@ class Node:
                 deadline_ms=state.deadline_ms,
                 finished=state.status in TERMINAL_STATUSES,
                 new_version=new_version,
+                rate=rate,
             )
         )
         if not result.committed:

@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from synckairos import metrics, ws_messages
 from synckairos.admission import Admission
-from synckairos.exceptions import RateLimited, SyncKairosError
+from synckairos.exceptions import RateLimited, SessionNotFound, SyncKairosError
 from synckairos.fanout import PubSubListener, SubscribeTimeout
 from synckairos.hub import Hub
 from synckairos.node import Clock
@@ -406,6 +406,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             await listener.join(connection)
             joined = True
             await connection.repair(0, None, full=True)
+            if connection.last_version == 0 and state.node.archive is not None:
+                # Not in Redis: restore it from the audit trail if it lives there
+                # (as a GET would), then sync. A session that does not exist yet
+                # keeps the socket waiting for its creation.
+                with contextlib.suppress(SessionNotFound):
+                    await state.node.load(session_id)
+                    await connection.repair(0, None, full=True)
         except SubscribeTimeout:
             connection.close(CLOSE_TRY_AGAIN, "pub/sub unavailable, try again")
         except Exception as exc:

@@ -364,3 +364,24 @@ async def test_a_batch_that_keeps_failing_is_dead_lettered_then_requeued(stack: 
         assert result.returncode == 0, result.stderr
         assert "requeued 1" in result.stdout
         await _wait_persisted(stack.database_url, sid, 1)
+
+
+async def test_a_get_right_after_delete_is_404_before_the_deletion_reaches_postgres(
+    stack: Stack,
+):
+    body = session_body()
+    sid = body["session_id"]
+    async with httpx.AsyncClient(base_url=stack.server.url) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        await _wait_persisted(stack.database_url, sid, 1)
+        stack.worker.kill()  # the deletion cannot reach PostgreSQL now
+        assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
+        # PostgreSQL still has the live snapshot; the tombstone keeps it there.
+        assert (await http.get(f"/v1/sessions/{sid}")).status_code == 404
+        assert (await http.post(f"/v1/sessions/{sid}/start")).status_code == 404
+        # The id may be used again, and the new session does not inherit the
+        # tombstone's expiry.
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        client = aioredis.Redis.from_url(stack.redis_url)
+        assert await client.pttl(f"{stack.prefix}:{{{sid}}}") == -1
+        await client.aclose()

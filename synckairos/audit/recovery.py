@@ -57,7 +57,9 @@ async def reconcile(
     for done, event in enumerate(events, 1):
         report.checked += 1
         stored = await node.store.load(event.session_id)
-        if stored is None:
+        if stored is not None and stored.deleted:
+            report.in_step += 1  # deleted; the deletion is on its way to PostgreSQL
+        elif stored is None:
             if event.unfinished:
                 report.missing_in_redis.append(event.session_id)
                 if repair and await node.restore(event.session_id):

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import msgspec
 
+from synckairos.config import Rate
+
 __all__ = ["Change", "CommitResult", "HistorySlice", "Store", "StoreStats", "StoredSession"]
 
 
@@ -20,6 +22,9 @@ class StoredSession(msgspec.Struct, frozen=True):
 
     state_json: bytes
     epoch: str
+    deleted: bool = False
+    """A tombstone: the session was deleted recently (``state_json`` is empty);
+    it must not be restored from the audit trail."""
 
 
 class HistorySlice(msgspec.Struct, frozen=True):
@@ -51,6 +56,8 @@ class Change(msgspec.Struct, frozen=True):
     """True when the new status is terminal (the session then expires after a TTL)."""
     new_version: int | None = None
     """Version to write instead of ``expected_version + 1`` (restores only)."""
+    rate: Rate | None = None
+    """The session's command rate limit this commit counts against (None: not limited)."""
 
 
 class CommitResult(msgspec.Struct, frozen=True):

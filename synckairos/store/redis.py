@@ -32,7 +32,14 @@ from redis import exceptions as redis_errors
 
 from synckairos import metrics
 from synckairos.config import Settings
-from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
+from synckairos.exceptions import (
+    Conflict,
+    RateLimited,
+    SessionExists,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from synckairos.ratelimit import Verdict
 from synckairos.redis_client import PrimaryView, primary_view, store_client
 from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
 
@@ -143,7 +150,7 @@ class RedisStore:
         ]
 
     async def _call(
-        self, operation: Callable[[], Awaitable[T]], *, outcome_unknown: bool = False
+        self, op: str, operation: Callable[[], Awaitable[T]], *, outcome_unknown: bool = False
     ) -> T:
         """Run ``operation`` (a fresh awaitable per attempt), retrying transient errors.
 
@@ -152,16 +159,22 @@ class RedisStore:
         to promote a replica. Only idempotent operations are given here (reads,
         and commits carrying a commit token).
 
+        ``op`` names the operation in ``synckairos_redis_op_duration_seconds``
+        (the time includes retries).
+
         Raises:
             StoreUnavailable: the budget ran out, or Redis answered an error.
                 With ``outcome_unknown`` its details say the change may or may
                 not have been committed.
         """
+        started = time.perf_counter()
         deadline = time.monotonic() + self.failover_budget_s
         delay = 0.025
         while True:
             try:
-                return await operation()
+                result = await operation()
+                metrics.REDIS_OP_LATENCY.labels(op).observe(time.perf_counter() - started)
+                return result
             except (*_TRANSIENT_ERRORS, _NotReplicated) as exc:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -215,10 +228,10 @@ class RedisStore:
     async def load(self, session_id: str) -> StoredSession | None:
         """Return the session's state JSON and epoch, or None when absent."""
         key = self.keys(session_id).state
-        reply: list[Any] = await self._call(lambda: self.client.hmget(key, ["s", "e"]))
-        state, epoch = reply
+        reply: list[Any] = await self._call("load", lambda: self.client.hmget(key, ["s", "e", "d"]))
+        state, epoch, tombstone = reply
         if state is None:
-            return None
+            return StoredSession(b"", "", deleted=True) if tombstone else None
         return StoredSession(state_json=state, epoch=(epoch or b"").decode())
 
     async def commit(self, change: Change) -> CommitResult:
@@ -237,7 +250,8 @@ class RedisStore:
                 ``"unknown"``: the change may or may not have been committed.
         """
         keys = self.keys(change.session_id)
-        script_keys = self._script_keys(keys)
+        script_keys = [*self._script_keys(keys), f"{keys.state}:rl"]
+        rate = change.rate
         args = [
             change.expected_version,
             change.state_json,
@@ -253,8 +267,12 @@ class RedisStore:
             change.event_type,
             "" if change.new_version is None else change.new_version,
             secrets.token_hex(8),
+            "" if rate is None else rate.limit,
+            "" if rate is None else rate.period_ms,
         ]
-        result = await self._call(lambda: self._run_commit(script_keys, args), outcome_unknown=True)
+        result = await self._call(
+            "commit", lambda: self._run_commit(script_keys, args), outcome_unknown=True
+        )
         status = int(result[0])
         if status in (1, 2):
             epoch = result[1]
@@ -263,6 +281,15 @@ class RedisStore:
             )
         if status == 0:
             return CommitResult(committed=False, actual_version=int(result[1]))
+        if status == -3 and rate is not None:
+            metrics.RATE_LIMITED.labels("switch").inc()
+            verdict = Verdict(False, rate.limit, 0, int(result[1]), int(result[2]))
+            raise RateLimited(
+                f"rate limit of {rate.limit} commands per {rate.period_ms / 1000:g} s "
+                "on this session exceeded",
+                {"limit": "switch", "retry_after_ms": verdict.retry_after_ms},
+                verdict.headers(),
+            )
         if status == -1:
             raise SessionExists(
                 f"session {change.session_id} already exists", {"session_id": change.session_id}
@@ -292,9 +319,10 @@ class RedisStore:
             keys.channel,
             deletion_json,
             "" if expected_version is None else expected_version,
+            self.finished_ttl_ms,
         ]
         version = await self._call(
-            lambda: self._delete(keys=script_keys, args=args), outcome_unknown=True
+            "delete", lambda: self._delete(keys=script_keys, args=args), outcome_unknown=True
         )
         if int(version) < 0:
             raise Conflict(
@@ -319,7 +347,7 @@ class RedisStore:
                 replies: list[Any] = await pipe.execute()
                 return replies
 
-        (state, version, epoch), entries = await self._call(read)
+        (state, version, epoch), entries = await self._call("read_since", read)
         if state is None:
             return HistorySlice(b"", 0, "", [])
         changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
@@ -335,7 +363,7 @@ class RedisStore:
             deadline still pending (None when there is none).
         """
         reply = await self._call(
-            lambda: self._claim(keys=[self.deadlines_key], args=[now, limit, lease_ms])
+            "claim_due", lambda: self._claim(keys=[self.deadlines_key], args=[now, limit, lease_ms])
         )
         upcoming = int(float(reply[0])) if reply[0] not in (b"", "") else None
         claimed = [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(1, len(reply), 2)]
@@ -365,7 +393,7 @@ class RedisStore:
                 replies: list[Any] = await pipe.execute()
                 return replies
 
-        replies = await self._call(read)
+        replies = await self._call("stats", read)
         active, outbox, dropped, deadlines, oldest, (persisted, retries, dead) = replies
         return StoreStats(
             active_sessions=int(active),

@@ -11,7 +11,7 @@ import pytest
 from synckairos.core import CreateSession, Start, Switch
 from synckairos.exceptions import Conflict, SessionExists
 from synckairos.node import Node
-from synckairos.store import Change
+from synckairos.store import Change, StoredSession
 from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, session_body
 
@@ -124,12 +124,15 @@ async def test_commit_publishes_the_change_with_its_epoch(store: RedisStore):
     await pubsub.aclose()
 
 
-async def test_delete_removes_every_key_and_audits_it(store: RedisStore):
+async def test_delete_leaves_only_a_tombstone_and_audits_it(store: RedisStore):
     clock = FakeClock()
     node, sid = await _started(store, clock)
     await node.delete(sid)
     keys = store.keys(sid)
-    assert await store.client.exists(keys.state, keys.history) == 0
+    assert await store.client.exists(keys.history) == 0
+    assert await store.client.hgetall(keys.state) == {b"d": b"1"}  # the tombstone
+    assert 0 < await store.client.pttl(keys.state) <= store.finished_ttl_ms
+    assert (await store.load(sid)) == StoredSession(b"", "", deleted=True)
     assert await store.client.zscore(store.deadlines_key, sid) is None
     assert not await store.client.sismember(store.active_key, sid)
     last = (await store.client.xrevrange(store.outbox_key, count=1))[0][1]

@@ -7,6 +7,7 @@
 -- KEYS[4]  sk:outbox          stream of audit events (fields id, sid, v, t, e, c)
 -- KEYS[5]  sk:outbox:dropped  counter of audit events trimmed before anyone read them
 -- KEYS[6]  sk:active          set of sessions that are not finished
+-- KEYS[7]  sk:{sid}:rl        the session's command rate limiter (GCRA "TAT", ms)
 --
 -- ARGV[1]  expected version: "0" creates the session only if it is absent
 -- ARGV[2]  new state JSON (its "version" field is ARGV[1] + 1)
@@ -23,11 +24,14 @@
 -- ARGV[13] version to write instead of ARGV[1] + 1, or "" (restores from the
 --          audit trail keep counting from the persisted version)
 -- ARGV[14] commit token: unique per change, the same on every retry of it
+-- ARGV[15] rate limit: commands allowed per period on this session, or "" for none
+-- ARGV[16] rate limit period in ms
 --
 -- Returns {1, epoch} when committed, {2, epoch} when this very change (same
 -- token) was committed by an earlier attempt whose reply was lost, {0,
 -- actual_version} on a version mismatch, {-1} when creating a session that
--- exists, {-2} when the session is missing.
+-- exists, {-2} when the session is missing, {-3, retry_after_ms, reset_ms} when
+-- the session's rate limit is exhausted (nothing written).
 --
 -- A retry is thereby idempotent: it never applies a change twice. The
 -- already-committed path rewrites the hash's token field, so that a WAIT
@@ -47,10 +51,26 @@ end
 if expected == 0 then
   if current then return {-1} end
   redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[1], 'd')    -- a tombstone of an earlier session with this id
+  redis.call('PERSIST', KEYS[1])
   redis.call('HSET', KEYS[1], 'e', ARGV[6])
 else
   if not current then return {-2} end
   if tonumber(current) ~= expected then return {0, tonumber(current)} end
+end
+
+-- The rate limit counts committed commands only (a version race retried by the
+-- caller is not counted twice); GCRA, on Redis's clock, as in rate_limit.lua.
+if ARGV[15] ~= nil and ARGV[15] ~= '' then
+  local limit, period = tonumber(ARGV[15]), tonumber(ARGV[16])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local tat = math.max(tonumber(redis.call('GET', KEYS[7]) or '0'), now)
+  local new_tat = tat + period / limit
+  if now < new_tat - period then
+    return {-3, math.ceil(new_tat - period - now), math.ceil(tat - now)}
+  end
+  redis.call('SET', KEYS[7], tostring(new_tat), 'PX', math.ceil(new_tat - now))
 end
 
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', version)

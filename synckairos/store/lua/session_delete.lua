@@ -13,6 +13,11 @@
 -- ARGV[4]  pub/sub channel of the session
 -- ARGV[5]  deletion JSON {"deleted": true, "ts": ...} (published and audited)
 -- ARGV[6]  expected version, or "" for none
+-- ARGV[7]  how long the tombstone lives, in ms
+--
+-- The session hash is replaced by a tombstone (field d = 1, no version) that
+-- lives ARGV[7] ms: until the deletion has reached the audit trail, a read must
+-- not restore the session from its last snapshot there.
 --
 -- Returns the deleted session's version, 0 when it did not exist, or minus the
 -- actual version when ARGV[6] does not match (nothing is deleted then).
@@ -24,6 +29,8 @@ if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= tonumber(current) then
   return -tonumber(current)
 end
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'd', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[6], ARGV[1])
 local outbox_max = tonumber(ARGV[3])
