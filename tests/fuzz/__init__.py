@@ -1,0 +1,1 @@
+"""Fuzzing of the HTTP API (schemathesis) and the WebSocket protocol (hypothesis), issue 7."""
