@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+
+#: The largest version a client can meaningfully name (a JavaScript-safe integer).
+_MAX_VERSION = 2**53 - 1
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
@@ -248,7 +251,9 @@ class SocketConnection:
                         self._pending.append(delivery)
 
     async def _repair(self, since: int, epoch: str | None, full: bool) -> tuple[bool, int]:
-        history = await self.store.read_since(self.session_id, max(since, 0))
+        # A client may claim any version; beyond every real one (and beyond the
+        # stream ids Redis accepts) it simply gets a STATE_SYNC.
+        history = await self.store.read_since(self.session_id, min(max(since, 0), _MAX_VERSION))
         now = self.clock()
         if not history.state_json:
             self.last_version, self.epoch = 0, ""

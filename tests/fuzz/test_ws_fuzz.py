@@ -375,26 +375,6 @@ def expected_answers(frame: Frame) -> frozenset[str]:
     return frozenset({answer})
 
 
-def known_server_bug(frame: Frame) -> str | None:
-    """Frames that hit a bug already reported to the lead (each has an xfail test below).
-
-    They are not sent by the fuzzer, so that it keeps guarding everything else;
-    delete the matching clause here when its xfail test starts passing.
-    """
-    outcome, message = _parse(frame)
-    readings = [message]
-    if outcome == "duplicate":  # whichever of the repeated keys the server keeps
-        text = frame.data if isinstance(frame.data, str) else ""
-        readings = [json.loads(text), json.loads(text, object_pairs_hook=_first_wins)]
-    for reading in readings:
-        if not isinstance(reading, dict) or reading.get("type") != "RECONNECT":
-            continue
-        version = reading.get("last_known_version")
-        if isinstance(version, int) and not isinstance(version, bool) and version >= 2**64 - 1:
-            return "RECONNECT last_known_version >= 2**64-1 closes the socket"
-    return None
-
-
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(reversed(pairs))
 
@@ -457,10 +437,6 @@ class Sockets:
             self.failures[kind] = repro
 
     def exchange(self, frame: Frame) -> None:
-        bug = known_server_bug(frame)
-        if bug is not None:
-            self.skipped += 1
-            return
         index = next(self.turn) % SOCKETS
         ws = self.sockets[index]
         marker = -(10**15) - next(self.sentinels)
@@ -602,8 +578,8 @@ def test_generated_websocket_messages_get_their_documented_answer_and_change_not
     fuzz()
     elapsed = time.monotonic() - started
     print(
-        f"\nwebsocket: {sockets.sent} frames in {elapsed:.1f} s over {SOCKETS} sockets "
-        f"({sockets.skipped} skipped as known bugs); answers {dict(sockets.answers)}"
+        f"\nwebsocket: {sockets.sent} frames in {elapsed:.1f} s over {SOCKETS} sockets; "
+        f"answers {dict(sockets.answers)}"
     )
     assert not sockets.failures, "\n\n".join(sorted(sockets.failures.values()))
     assert sockets.sent >= MIN_MESSAGES
@@ -652,22 +628,11 @@ def test_fatal_frames_close_the_socket_with_their_rfc_6455_code_and_change_nothi
     fuzz_server.assert_healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug: RECONNECT with last_known_version >= 2**64-1 makes read_since ask Redis "
-        "for XRANGE <since+1>-0, Redis answers 'Invalid stream ID', the StoreUnavailable escapes "
-        "SocketConnection.handle and the socket is closed with 1000 (which clients take for a "
-        "deletion) instead of an ERROR or a STATE_SYNC + RECONNECT_ACK. When fixed, also remove "
-        "the clause in known_server_bug()."
-    ),
-)
 @pytest.mark.parametrize("version", [2**64 - 1, 2**64, 10**30])
 def test_reconnect_with_a_version_beyond_redis_stream_ids_keeps_the_socket(
     fuzz_server: FuzzServer, session: Session, version: int
 ) -> None:
     frame = Frame(json.dumps({"type": "RECONNECT", "last_known_version": version}))
-    assert known_server_bug(frame) is not None
     with open_socket(fuzz_server, session) as ws:
         frame.send(ws)
         ws.send('{"type":"PING","t0":-1}')
