@@ -17,6 +17,8 @@ install_system_packages() {
   local missing=() postgres=0
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+  # The browser tests (tests/browser/) drive Debian's Chromium.
+  [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
   if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
     missing+=(postgresql-15)
     postgres=1
@@ -84,6 +86,8 @@ case "$cmd" in
     .venv/bin/mypy
     log "javascript client"
     bash clients/js/scripts/test.sh
+    log "browser tests (/inspector, /docs in headless Chromium)"
+    bash tests/browser/run.sh
     log "pytest"
     exec .venv/bin/python -m pytest "$@"
     ;;

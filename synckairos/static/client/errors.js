@@ -1,0 +1,55 @@
+// The one error type of the client.
+//
+//   SyncKairosError        code, message, status, details, retryAfterMs
+//     server answers       code from the `{"error": {code, message, details}}` body
+//                          (VALIDATION_ERROR, CONFLICT, SESSION_NOT_FOUND, ...)
+//     client-side          NETWORK_ERROR (fetch failed), TIMEOUT (no answer in time),
+//                          ABORTED (caller's signal), BAD_RESPONSE (not the
+//                          protocol's JSON), CLOSED (the live session was closed)
+//
+// Raised by the REST methods, `LiveSession.ready()` and `SyncedClock.sync()`.
+
+/** @import { ErrorCode } from './types.js' */
+
+/** HTTP statuses and codes after which the same request may be sent again. */
+const RETRYABLE_CODES = new Set(['NETWORK_ERROR', 'TIMEOUT', 'RATE_LIMITED', 'UNAVAILABLE']);
+
+export class SyncKairosError extends Error {
+  /**
+   * @param {ErrorCode} code machine-readable code (the server's, or a client-side one)
+   * @param {string} message human-readable explanation
+   * @param {{status?: number, details?: unknown, retryAfterMs?: number | null, cause?: unknown}} [options]
+   */
+  constructor(code, message, options = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SyncKairosError';
+    /** Machine-readable code: the server's error code or a client-side one. */
+    this.code = code;
+    /** HTTP status of the answer; 0 when there was none. */
+    this.status = options.status ?? 0;
+    /** The server's `details` (a list of `{field, message}`, conflict versions, ...), or undefined. */
+    this.details = options.details;
+    /** `Retry-After` in milliseconds when the server sent one, else null. */
+    this.retryAfterMs = options.retryAfterMs ?? null;
+  }
+
+  /** True when sending the same request again may succeed (network, 429, 503). */
+  get retryable() {
+    return RETRYABLE_CODES.has(this.code);
+  }
+}
+
+/**
+ * Parse a `Retry-After` header (delay in seconds, or an HTTP date).
+ *
+ * @param {string | null} value
+ * @param {number} nowMs wall clock, for the HTTP-date form
+ * @returns {number | null} milliseconds, or null when absent or malformed
+ */
+export function parseRetryAfter(value, nowMs) {
+  if (value == null || value.trim() === '') return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
+}
