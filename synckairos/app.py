@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from synckairos import gcwatch, http_api, pages, ws_api
+from synckairos import gcwatch, http_api, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
 from synckairos.auth import AuthPolicy
@@ -114,7 +114,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             Limits.from_settings(settings),
             RateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
         )
-        node = Node(store, clock=clock, commit_retries=settings.commit_retries)
+        node = Node(
+            store,
+            clock=clock,
+            commit_retries=settings.commit_retries,
+            state_cache_size=settings.state_cache_size,
+        )
         if settings.database_url:
             node.archive = AuditArchive(settings.database_url)
         app.state.node = node
@@ -187,7 +192,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             )
         )
     app = Starlette(
-        routes=http_api.routes() + ws_api.routes() + pages.routes(),
+        routes=http_api.routes() + ws_api.routes(),
         lifespan=lifespan,
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},

@@ -127,6 +127,9 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_COMMIT_RETRIES``: compare-and-set attempts for a command without
     #: preconditions before it answers 503 (never a lost update).
     commit_retries: int = 200
+    #: ``SYNCKAIROS_STATE_CACHE_SIZE``: sessions whose last state a node keeps, so a
+    #: command costs one Redis round trip (a stale entry only costs a retry); 0: off.
+    state_cache_size: int = 4_096
     #: ``SYNCKAIROS_DRIFT_TOLERANCE_MS``: advertised by ``GET /time``.
     drift_tolerance_ms: int = 50
     #: ``SYNCKAIROS_WS_SEND_QUEUE``: messages a socket may have waiting; beyond it

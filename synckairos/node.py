@@ -37,7 +37,13 @@ from synckairos.core import (
     is_overdue,
     iso_ms,
 )
-from synckairos.exceptions import Conflict, SessionExists, SessionNotFound, StoreUnavailable
+from synckairos.exceptions import (
+    Conflict,
+    SessionExists,
+    SessionNotFound,
+    StoreUnavailable,
+    SyncKairosError,
+)
 from synckairos.store import Change, Store
 
 __all__ = ["Clock", "CommandResult", "Node", "Preconditions", "wall_clock_ms"]
@@ -83,9 +89,26 @@ def _change_json(transition: Transition, state_json: bytes, now: int) -> bytes:
 
 
 class Node:
-    """Applies commands to sessions held in a ``Store``."""
+    """Applies commands to sessions held in a ``Store``.
 
-    def __init__(self, store: Store, *, clock: Clock = wall_clock_ms, commit_retries: int = 200):
+    A command needs the session's state. The node keeps the last state it read
+    or committed of up to ``state_cache_size`` sessions, so a command usually
+    costs one Redis round trip (the commit) instead of two (read, then commit).
+    A cached state may be stale (another node committed since); the commit's
+    version check then fails and hands back the current state, on which the
+    command is applied again: never a lost update, and a precondition or
+    transition that fails on a cached state is checked again on a fresh one
+    before it is reported. Reads (``get``) always go to Redis.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = wall_clock_ms,
+        commit_retries: int = 200,
+        state_cache_size: int = 4096,
+    ):
         self.store = store
         self.clock = clock
         """Returns the current server time in epoch ms. The only clock read."""
@@ -94,6 +117,20 @@ class Node:
         """Called with each deadline this node commits (wakes the local scheduler)."""
         self.archive: AuditArchive | None = None
         """Where sessions Redis lost are restored from (None: no audit store)."""
+        self.state_cache_size = state_cache_size
+        self._states: dict[str, tuple[SessionState, str]] = {}
+
+    def _remember(self, state: SessionState, epoch: str) -> None:
+        if self.state_cache_size <= 0 or not epoch:
+            return
+        states = self._states
+        states.pop(state.session_id, None)
+        states[state.session_id] = (state, epoch)
+        if len(states) > self.state_cache_size:
+            del states[next(iter(states))]  # the least recently used
+
+    def _forget(self, session_id: str) -> None:
+        self._states.pop(session_id, None)
 
     async def load(self, session_id: str) -> tuple[SessionState, str]:
         """Return the session's state and history epoch.
@@ -105,8 +142,11 @@ class Node:
         if stored is None and self.archive is not None and await self.restore(session_id):
             stored = await self.store.load(session_id)
         if stored is None or stored.deleted:
+            self._forget(session_id)
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
-        return _state_decoder.decode(stored.state_json), stored.epoch
+        state = _state_decoder.decode(stored.state_json)
+        self._remember(state, stored.epoch)
+        return state, stored.epoch
 
     async def restore(self, session_id: str, *, over_version: int = 0) -> bool:
         """Restore the session from its latest snapshot in the audit store.
@@ -193,7 +233,9 @@ class Node:
             StoreUnavailable: Redis is unreachable, or the retries ran out.
         """
         pre = preconditions or Preconditions()
-        state, _ = await self.load(session_id)
+        cached = self._states.get(session_id)
+        fresh = cached is None
+        state, epoch = cached if cached is not None else await self.load(session_id)
         races = 0
         catch_ups = 0
         while True:
@@ -203,13 +245,29 @@ class Node:
                 if catch_ups > MAX_CATCH_UP:
                     raise StoreUnavailable("too many overdue timeouts to apply")
                 timeout = apply(state, Timeout(), now)
-                if await self._commit(state.version, timeout, now) is not None:
-                    state = timeout.state
+                caught_up = await self._commit(state.version, timeout, now, epoch=epoch)
+                if caught_up is not None:
+                    state, epoch = timeout.state, caught_up.epoch
                     continue
             else:
-                _check(pre, state)
-                transition = apply(state, command, now)
-                result = await self._commit(state.version, transition, now, rate=rate)
+                try:
+                    _check(pre, state)
+                    transition = apply(state, command, now)
+                except SyncKairosError:
+                    if fresh:
+                        raise
+                    (state, epoch), fresh = await self.load(session_id), True
+                    continue
+                try:
+                    result = await self._commit(
+                        state.version, transition, now, rate=rate, epoch=epoch
+                    )
+                except SessionNotFound:
+                    if fresh:
+                        raise
+                    # Gone from Redis since it was cached: read it (restore-on-miss).
+                    (state, epoch), fresh = await self.load(session_id), True
+                    continue
                 if result is not None:
                     return result
             races += 1
@@ -219,7 +277,13 @@ class Node:
                     "the session changed too often to apply the command; retry",
                     {"attempts": races},
                 )
-            state, _ = await self.load(session_id)
+            # The failed commit handed back the current state (cached), else read it.
+            handed_back = self._states.get(session_id)
+            if handed_back is not None and handed_back != (state, epoch):
+                state, epoch = handed_back
+            else:
+                state, epoch = await self.load(session_id)
+            fresh = True
 
     async def fire_timeouts(self, session_id: str) -> list[tuple[Transition, int]]:
         """Apply every timeout of the session that is due now, each as of its deadline.
@@ -266,6 +330,7 @@ class Node:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
         deletion = b'{"deleted":true,"ts":%d}' % self.clock()
+        self._forget(session_id)
         if not await self.store.delete(session_id, deletion, expected_version):
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
 
@@ -277,25 +342,40 @@ class Node:
         new_version: int | None = None,
         *,
         rate: Rate | None = None,
+        epoch: str = "",
     ) -> CommandResult | None:
-        """Commit ``transition``; None when the stored version moved on."""
+        """Commit ``transition``; None when the stored version (or ``epoch``) moved on.
+
+        On a mismatch the store hands back the current state, which is cached
+        for the caller's retry.
+        """
         state = transition.state
         state_json = _encoder.encode(state)
-        result = await self.store.commit(
-            Change(
-                session_id=state.session_id,
-                expected_version=expected_version,
-                state_json=state_json,
-                change_json=_change_json(transition, state_json, now),
-                event_type=transition.event.type,
-                deadline_ms=state.deadline_ms,
-                finished=state.status in TERMINAL_STATUSES,
-                new_version=new_version,
-                rate=rate,
+        try:
+            result = await self.store.commit(
+                Change(
+                    session_id=state.session_id,
+                    expected_version=expected_version,
+                    state_json=state_json,
+                    change_json=_change_json(transition, state_json, now),
+                    event_type=transition.event.type,
+                    deadline_ms=state.deadline_ms,
+                    finished=state.status in TERMINAL_STATUSES,
+                    new_version=new_version,
+                    rate=rate,
+                    expected_epoch=epoch,
+                )
             )
-        )
+        except SessionNotFound:
+            self._forget(state.session_id)
+            raise
         if not result.committed:
+            if result.state_json:
+                self._remember(_state_decoder.decode(result.state_json), result.epoch)
+            else:
+                self._forget(state.session_id)
             return None
+        self._remember(state, result.epoch)
         metrics.COMMITS.labels(transition.event.type).inc()
         if state.deadline_ms is not None and self.on_deadline is not None:
             self.on_deadline(state.deadline_ms)

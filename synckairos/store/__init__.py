@@ -58,6 +58,8 @@ class Change(msgspec.Struct, frozen=True):
     """Version to write instead of ``expected_version + 1`` (restores only)."""
     rate: Rate | None = None
     """The session's command rate limit this commit counts against (None: not limited)."""
+    expected_epoch: str = ""
+    """Epoch of the state the change was computed from ("": not checked)."""
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -65,7 +67,10 @@ class CommitResult(msgspec.Struct, frozen=True):
 
     committed: bool
     epoch: str = ""
+    """The history epoch: of the commit, or of the current state on a mismatch."""
     actual_version: int = 0
+    state_json: bytes = b""
+    """On a version mismatch, the current state (b"": not provided)."""
 
 
 class StoreStats(msgspec.Struct, frozen=True):

@@ -269,6 +269,7 @@ class RedisStore:
             secrets.token_hex(8),
             "" if rate is None else rate.limit,
             "" if rate is None else rate.period_ms,
+            change.expected_epoch,
         ]
         result = await self._call(
             "commit", lambda: self._run_commit(script_keys, args), outcome_unknown=True
@@ -280,7 +281,14 @@ class RedisStore:
                 committed=True, epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch)
             )
         if status == 0:
-            return CommitResult(committed=False, actual_version=int(result[1]))
+            current = result[2] if len(result) > 3 else b""
+            epoch = result[3] if len(result) > 3 else b""
+            return CommitResult(
+                committed=False,
+                actual_version=int(result[1]),
+                state_json=current or b"",
+                epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch or ""),
+            )
         if status == -3 and rate is not None:
             metrics.RATE_LIMITED.labels("switch").inc()
             verdict = Verdict(False, rate.limit, 0, int(result[1]), int(result[2]))

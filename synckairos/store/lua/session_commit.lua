@@ -26,10 +26,13 @@
 -- ARGV[14] commit token: unique per change, the same on every retry of it
 -- ARGV[15] rate limit: commands allowed per period on this session, or "" for none
 -- ARGV[16] rate limit period in ms
+-- ARGV[17] expected epoch, or "": the change was computed from this incarnation
+--          of the session (a session deleted and created again under the same
+--          id restarts its versions; its epoch differs)
 --
 -- Returns {1, epoch} when committed, {2, epoch} when this very change (same
 -- token) was committed by an earlier attempt whose reply was lost, {0,
--- actual_version} on a version mismatch, {-1} when creating a session that
+-- actual_version, state, epoch} on a version mismatch (the current state), {-1} when creating a session that
 -- exists, {-2} when the session is missing, {-3, retry_after_ms, reset_ms} when
 -- the session's rate limit is exhausted (nothing written).
 --
@@ -56,7 +59,11 @@ if expected == 0 then
   redis.call('HSET', KEYS[1], 'e', ARGV[6])
 else
   if not current then return {-2} end
-  if tonumber(current) ~= expected then return {0, tonumber(current)} end
+  if tonumber(current) ~= expected
+      or (ARGV[17] ~= nil and ARGV[17] ~= '' and redis.call('HGET', KEYS[1], 'e') ~= ARGV[17]) then
+    -- The caller retries on the current state: hand it over (saves a read).
+    return {0, tonumber(current), redis.call('HGET', KEYS[1], 's'), redis.call('HGET', KEYS[1], 'e')}
+  end
 end
 
 -- The rate limit counts committed commands only (a version race retried by the
