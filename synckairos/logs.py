@@ -32,12 +32,27 @@ class JsonFormatter(logging.Formatter):
 
 
 class PerConnectionFilter(logging.Filter):
-    """Drop uvicorn's per-WebSocket info lines (accepted, open, closed) above debug."""
+    """Drop uvicorn's per-WebSocket info lines (accepted, open, closed) above debug.
+
+    A client's invalid UTF-8 text frame makes uvicorn log an error with a
+    traceback (the socket is then closed with 1007): a client error, not ours.
+    It is kept as a one-line warning, so a client cannot flood the log with
+    tracebacks.
+    """
 
     _NOISE = ('" [accepted]', "connection open", "connection closed")
+    _CLIENT_ERRORS = ("Invalid UTF-8 sequence received from client",)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.INFO or record.name != "uvicorn.error":
+        if record.name != "uvicorn.error":
+            return True
+        if record.levelno >= logging.ERROR and record.exc_info is not None:
+            text = f"{record.getMessage()} {record.exc_info[1]!s}"
+            if any(part in text for part in self._CLIENT_ERRORS):
+                record.exc_info, record.exc_text = None, None
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        if record.levelno > logging.INFO:
             return True
         message = record.getMessage()
         return not any(part in message for part in self._NOISE)
