@@ -188,6 +188,30 @@ describe('/inspector', () => {
     await screenshot(page, 'inspector-switch');
   });
 
+  test('pause freezes every clock at the server’s values; resume runs them again', async () => {
+    await page.click('button[data-command=pause]');
+    await statusIs('paused');
+    const { body } = await call(`${nodeA.url}/v1/sessions/${sessionId}`);
+    const banks = Object.fromEntries(
+      body.data.participants.map((/** @type {any} */ p) => [p.participant_id, p.time_remaining_ms]),
+    );
+    const read = () =>
+      page.$$eval('#participants tbody tr', (rows) =>
+        rows.map((row) => [
+          /** @type {HTMLElement} */ (row).dataset.participant,
+          Number(/** @type {HTMLElement} */ (row.querySelector('td.remaining')).dataset.ms),
+        ]),
+      );
+    const first = Object.fromEntries(await read());
+    await sleep(300);
+    const second = Object.fromEntries(await read());
+    assert.deepEqual(first, banks, 'paused: exactly the server’s time_remaining_ms');
+    assert.deepEqual(second, banks, 'and nothing moves');
+    await page.click('button[data-command=resume]');
+    await statusIs('running');
+    await assertDisplayMatchesServer(sessionId, 3);
+  });
+
   test('a server-side close (node restart) shows a reconnect, replays what was missed, and stays correct', async () => {
     const before = await loggedVersions();
     const lastBefore = before[before.length - 1].version;
@@ -233,6 +257,22 @@ describe('/inspector', () => {
     }
     await assertDisplayMatchesServer(sessionId, 3);
     await screenshot(page, 'inspector-reconnect');
+  });
+
+  test('creates, starts and shows a demo session of every mode', async () => {
+    for (const mode of ['per_participant', 'per_cycle', 'per_group', 'global', 'count_up']) {
+      await createDemo(mode, 60);
+      await page.click('button[data-command=start]');
+      await statusIs('running');
+      assert.equal(await page.textContent('#f-mode'), mode);
+      const shown = await page.$$eval('#participants td.remaining', (cells) =>
+        cells.map((c) => Number(/** @type {HTMLElement} */ (c).dataset.ms)),
+      );
+      assert.equal(shown.length, 2);
+      for (const ms of shown) assert.ok(ms > 0 && ms <= 60_000, `${mode}: ${ms}`);
+      await page.click('button[data-command=complete]');
+      await statusIs('completed');
+    }
   });
 
   test('a timer that reaches zero shows its timeout event', async () => {
