@@ -24,6 +24,10 @@ const TOKEN_KEY = 'synckairos.inspector.token';
 const LOG_LIMIT = 500;
 /** Display discontinuities at least this large (ms) are listed in the log. */
 const JUMP_MS = 20;
+/** A JWT: three base64url segments (a session token rather than an API key). */
+const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+/** Lifetime of a controller token minted with an API key, seconds. */
+const MINTED_TTL_S = 12 * 3600;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TIMEOUT_EVENTS = new Set(['participant_timeout', 'session_expired', 'session_completed']);
 
@@ -214,20 +218,58 @@ function stopFollowing() {
   /** @type {HTMLElement} */ ($('log').querySelector('tbody')).replaceChildren();
 }
 
+/**
+ * The credential to follow `sessionId` with. A session token (a JWT) is used
+ * as is. Anything else is taken for an API key: `/ws` accepts only session
+ * tokens, so a controller token for this session is minted with it (and used
+ * for the controls too); when the server mints none (no token secret: the
+ * socket needs no token), the key is used as given.
+ *
+ * @param {string} sessionId
+ * @param {string} token
+ * @returns {Promise<{credential: string, minted: boolean}>}
+ */
+async function credentialFor(sessionId, token) {
+  if (!token || JWT.test(token)) return { credential: token, minted: false };
+  try {
+    const response = await fetch(new URL(`v1/sessions/${sessionId}/tokens`, API_BASE), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ role: 'controller', ttl_s: MINTED_TTL_S }),
+    });
+    if (response.ok) return { credential: (await response.json()).data.token, minted: true };
+  } catch {
+    // the socket will say what is wrong
+  }
+  return { credential: token, minted: false };
+}
+
+let follows = 0;
+
 /** @param {string} sessionId @param {string} token */
-function follow(sessionId, token) {
+async function follow(sessionId, token) {
+  const turn = ++follows;
   stopFollowing();
-  const client = clientFor(token);
+  /** @type {HTMLInputElement} */ ($('session-input')).value = sessionId;
+  const { credential, minted } = await credentialFor(sessionId, token);
+  if (turn !== follows) return; // another follow started meanwhile
+  const client = clientFor(credential);
   const live = client.subscribe(sessionId);
   view.live = live;
   view.sessionId = sessionId;
   $('session-id-label').textContent = sessionId;
-  /** @type {HTMLInputElement} */ ($('session-input')).value = sessionId;
   if (location.hash !== `#session=${sessionId}`) history.replaceState(null, '', `#session=${sessionId}`);
   remember(sessionId);
   renderSocket('connecting', { attempt: 0 });
   renderStructure();
   log({ kind: 'connection', what: 'follow', details: `${sessionId} over ${client.wsUrl}` });
+  if (minted) {
+    log({
+      kind: 'connection',
+      what: 'token minted',
+      details: `a controller token for this session (${MINTED_TTL_S / 3600} h), minted with the API key`,
+    });
+  }
 
   live.on('state', (e) => live === view.live && onState(e));
   live.on('connection', (e) => live === view.live && onConnection(e));
