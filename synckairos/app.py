@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from synckairos import gcwatch, http_api, ws_api
+from synckairos import gcwatch, http_api, pages, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
 from synckairos.auth import AuthPolicy
@@ -192,7 +192,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             )
         )
     app = Starlette(
-        routes=http_api.routes() + ws_api.routes(),
+        routes=http_api.routes() + ws_api.routes() + pages.routes(),
         lifespan=lifespan,
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},
