@@ -7,6 +7,8 @@ caches stale.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -17,7 +19,7 @@ from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, session_body
 
 
-def _spec(**extra: object) -> CreateSession:
+def _spec(**extra: Any) -> CreateSession:
     return msgspec.convert(session_body(**extra), CreateSession)
 
 
