@@ -70,7 +70,9 @@ class PubSubListener:
         self._previously_confirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._stopping = False
-        self._reconnect_requested = False
+        self._wanted = 0
+        """Bumped by ``reconnect()``; a connection made before the bump is dropped."""
+        self._wake = asyncio.Event()
         self._full_resync = False
 
     def channel(self, session_id: str) -> bytes:
@@ -158,6 +160,8 @@ class PubSubListener:
         """Listen until ``stop()``; reconnect with backoff after any connection loss."""
         backoff = 0.05
         while not self._stopping:
+            generation = self._wanted  # this connection follows every earlier request
+            self._wake.clear()
             pubsub = self.client.pubsub()
             try:
                 self._previously_confirmed |= self._confirmed
@@ -168,8 +172,7 @@ class PubSubListener:
                 ]
                 await pubsub.subscribe(*channels)
                 while not self._stopping:
-                    if self._reconnect_requested:
-                        self._reconnect_requested = False
+                    if self._wanted != generation:
                         raise redis_errors.ConnectionError("reconnect requested (primary moved)")
                     message = await pubsub.get_message(timeout=0.25)
                     if message is None:
@@ -188,7 +191,8 @@ class PubSubListener:
                 if self.alive:
                     logger.warning("pub/sub connection lost (%s); reconnecting", exc)
                 self.alive = False
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):  # reconnect() cuts the wait short
+                    await asyncio.wait_for(self._wake.wait(), backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
                 self._pubsub = None
@@ -203,7 +207,8 @@ class PubSubListener:
         STATE_SYNC even when their version looks current.
         """
         self._full_resync = self._full_resync or full
-        self._reconnect_requested = True
+        self._wanted += 1
+        self._wake.set()
 
     def stop(self) -> None:
         """Ask ``run()`` to finish (within about a second)."""

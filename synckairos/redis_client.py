@@ -246,8 +246,9 @@ class PrimaryWatcher:
       still name the old primary.
 
     ``clients`` are Sentinel-managed asyncio clients and ``sync_clients``
-    blocking ones; their idle connections to the old primary are closed on a
-    switch (busy ones when released). Run ``run()`` as a task; ``stop()`` ends it.
+    blocking ones; all their connections are closed on a switch, busy ones
+    included, so nothing reaches the old primary afterwards. Run ``run()`` as
+    a task; ``stop()`` ends it.
     """
 
     def __init__(
@@ -304,13 +305,19 @@ class PrimaryWatcher:
         for client in self.clients:
             pool = client.connection_pool
             if isinstance(pool, SentinelConnectionPool):
-                # Records the new primary and closes idle connections; busy ones
-                # are closed when released (the pool no longer owns them).
+                # Record the new primary, then close every connection, busy ones
+                # too: redis-py's asyncio pool would hand a busy connection to
+                # the old primary out again after its command (it does not check
+                # ownership on release), and after a manual failover the old
+                # primary accepts writes for ~10 s. A command cut off here is
+                # retried by its caller (idempotently, with its commit token).
                 await _best_effort(pool.get_master_address())  # type: ignore[no-untyped-call]
+                await _best_effort(pool.disconnect(inuse_connections=True))
         for sync in self.sync_clients:
             get_master_address = getattr(sync.connection_pool, "get_master_address", None)
             if get_master_address is not None:
                 await _best_effort(asyncio.to_thread(get_master_address))
+                await _best_effort(asyncio.to_thread(sync.connection_pool.disconnect))
         for listener in list(self.listeners):
             try:
                 result = listener()

@@ -196,32 +196,33 @@ class RedisStore:
         """One attempt of session_commit.lua; in durability mode, followed by WAIT.
 
         The script and the WAIT go down the same connection in one round trip,
-        so the WAIT covers exactly this commit.
+        so the WAIT covers exactly this commit. In Sentinel mode the failover
+        fence applies in both modes: a commit made while a failover is under
+        way may have reached the old primary, whose late writes are discarded.
 
         Raises:
             _NotReplicated: committed (or found committed) on the primary, but
-                not acknowledged by ``min_replica_acks`` replicas in time.
+                not acknowledged by ``min_replica_acks`` replicas in time, or a
+                failover started around it. The caller retries (idempotently).
         """
-        if self.min_replica_acks == 0:
-            return await self._commit(keys=keys, args=args)
         generation = self.view.generation if self.view is not None else 0
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-            pipe.wait(self.min_replica_acks, self.replica_ack_timeout_ms)
-            reply, acks = await pipe.execute(raise_on_error=False)
-        if isinstance(reply, redis_errors.NoScriptError):
-            await self.client.script_load(_SCRIPTS["session_commit"])
-            return await self._run_commit(keys, args)
-        if isinstance(reply, Exception):
-            raise reply
-        if isinstance(acks, Exception):
-            raise acks
-        committed = int(reply[0]) in (1, 2)
-        if committed and int(acks) < self.min_replica_acks:
-            raise _NotReplicated(f"only {acks} replica(s) acknowledged the commit in time")
-        if committed and self.view is not None and self.view.blocks(generation):
-            # A failover is (or was, during this commit) under way: the primary
-            # that took the write may be the old one, whose late writes are lost.
+        if self.min_replica_acks == 0:
+            reply = await self._commit(keys=keys, args=args)
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+                pipe.wait(self.min_replica_acks, self.replica_ack_timeout_ms)
+                reply, acks = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis_errors.NoScriptError):
+                await self.client.script_load(_SCRIPTS["session_commit"])
+                return await self._run_commit(keys, args)
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acks, Exception):
+                raise acks
+            if int(reply[0]) in (1, 2) and int(acks) < self.min_replica_acks:
+                raise _NotReplicated(f"only {acks} replica(s) acknowledged the commit in time")
+        if self.view is not None and int(reply[0]) in (1, 2) and self.view.blocks(generation):
             raise _NotReplicated("a failover is under way")
         return reply
 
