@@ -37,6 +37,12 @@ export declare class SyncKairosError extends Error {
   details: unknown;
   /** `Retry-After` in milliseconds when the server sent one, else null. */
   retryAfterMs: number | null;
+  /**
+   * True on a CONFLICT met by a retry after an attempt whose outcome is unknown
+   * (a 503, a timeout or a lost connection): that attempt most likely applied
+   * the change. Read the state instead of trying again.
+   */
+  afterUnknownOutcome: boolean;
   /** True when sending the same request again may succeed (network, 429, 503). */
   readonly retryable: boolean;
 }
@@ -68,6 +74,13 @@ export interface CommandOptions extends RequestOptions {
   expectedVersion?: number;
   /** Apply only if this participant is the active one (else 409 CONFLICT). */
   currentParticipantId?: Uuid;
+  /**
+   * Retries after a 503, 429, timeout or network error (default: the client's
+   * `commandRetries`, 2). Only commands that carry `expectedVersion` or
+   * `currentParticipantId` are retried: a precondition makes a retry unable to
+   * apply the change twice when the first attempt's outcome is unknown.
+   */
+  retries?: number;
 }
 
 export interface SwitchOptions extends CommandOptions {
@@ -86,6 +99,8 @@ export interface RestOptions {
   headers?: Record<string, string>;
   /** A `fetch` implementation (default: `globalThis.fetch`). */
   fetch?: typeof fetch;
+  /** Retries of a command carrying a precondition (default 2; see `CommandOptions.retries`). */
+  commandRetries?: number;
 }
 
 /** The HTTP endpoints of the protocol, one method each. */

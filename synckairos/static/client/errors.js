@@ -31,6 +31,12 @@ export class SyncKairosError extends Error {
     this.details = options.details;
     /** `Retry-After` in milliseconds when the server sent one, else null. */
     this.retryAfterMs = options.retryAfterMs ?? null;
+    /**
+     * True on a CONFLICT met by a retry after an attempt whose outcome is
+     * unknown (503, timeout, lost connection): that attempt most likely applied
+     * the change, so read the state instead of trying again.
+     */
+    this.afterUnknownOutcome = false;
   }
 
   /** True when sending the same request again may succeed (network, 429, 503). */

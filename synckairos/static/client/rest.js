@@ -32,6 +32,36 @@ export function websocketUrl(baseUrl) {
   return url.toString();
 }
 
+/** Retries of a command carrying a precondition, by default. */
+const DEFAULT_COMMAND_RETRIES = 2;
+/** First pause before retrying a command without a `Retry-After`, doubled each time. */
+const RETRY_BASE_MS = 250;
+
+/**
+ * Wait `ms`, or until `signal` aborts (then reject with ABORTED).
+ *
+ * @param {number} ms
+ * @param {AbortSignal | undefined} signal
+ * @returns {Promise<void>}
+ */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new SyncKairosError('ABORTED', 'request aborted'));
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(new SyncKairosError('ABORTED', 'request aborted'));
+      },
+      { once: true },
+    );
+  });
+}
+
 export class RestClient {
   /** @type {typeof fetch} */
   #fetch;
@@ -49,6 +79,8 @@ export class RestClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     /** Extra headers sent with every request. */
     this.headers = { ...(options.headers ?? {}) };
+    /** Retries of a command that carries a precondition (see `#command`). */
+    this.commandRetries = options.commandRetries ?? DEFAULT_COMMAND_RETRIES;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') {
       throw new TypeError('RestClient: no fetch available; pass options.fetch');
@@ -235,12 +267,29 @@ export class RestClient {
    * @returns {Promise<any>}
    */
   async #command(sessionId, name, options, extra = {}) {
-    const { expectedVersion, currentParticipantId, ...rest } = options ?? {};
+    const { expectedVersion, currentParticipantId, retries, ...rest } = options ?? {};
     /** @type {Record<string, unknown>} */
     const body = { ...extra };
     if (expectedVersion != null) body.expected_version = expectedVersion;
     if (currentParticipantId != null) body.current_participant_id = currentParticipantId;
-    return this.#data('POST', `${sessionPath(sessionId)}/${name}`, { ...rest, body });
+    const path = `${sessionPath(sessionId)}/${name}`;
+    // A retry is safe only with a precondition: if an attempt whose outcome is
+    // unknown (503, timeout, lost connection) did apply, the retry meets a 409
+    // instead of applying the change a second time.
+    const guarded = expectedVersion != null || currentParticipantId != null;
+    const attempts = 1 + (guarded ? Math.max(0, retries ?? this.commandRetries) : 0);
+    let outcomeUnknown = false;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#data('POST', path, { ...rest, body });
+      } catch (error) {
+        if (!(error instanceof SyncKairosError)) throw error;
+        if (error.code === 'CONFLICT' && outcomeUnknown) error.afterUnknownOutcome = true;
+        if (attempt >= attempts || !error.retryable) throw error;
+        outcomeUnknown ||= error.code !== 'RATE_LIMITED'; // a 429 changed nothing
+        await sleep(error.retryAfterMs ?? RETRY_BASE_MS * 2 ** (attempt - 1), rest.signal);
+      }
+    }
   }
 
   /**
