@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Refresh the browser assets the server ships as package data (synckairos/static/):
-#   client/      a copy of the JavaScript client's modules (clients/js/src/*.js),
-#                served at /static/client/ and used by /inspector
+#   client/      a link to the JavaScript client's modules (clients/js/src),
+#                served at /static/client/ and used by /inspector; a wheel
+#                holds the files themselves
 #   vendor/swagger-ui/  the API docs renderer of /docs, from the swagger-ui-dist
 #                npm package pinned in tests/browser/package.json
-# Run it after changing clients/js/src or that pin, and commit the result:
-# tests/browser/test_pages.py fails while the copies differ from their sources.
+# Run it after changing that pin, and commit the result: tests/browser/test_pages.py
+# fails while the copy differs from its source.
 #   bash scripts/vendor-assets.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,9 @@ log() { printf '\033[1m[vendor-assets]\033[0m %s\n' "$*" >&2; }
 
 static=synckairos/static
 
-log "client: clients/js/src/*.js -> $static/client/"
+log "client: $static/client -> clients/js/src (link)"
 rm -rf "$static/client"
-mkdir -p "$static/client"
-cp clients/js/src/*.js "$static/client/"
+ln -s ../../clients/js/src "$static/client"
 
 bash tests/browser/install.sh
 dist=tests/browser/node_modules/swagger-ui-dist

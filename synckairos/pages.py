@@ -5,7 +5,7 @@
 load is package data under ``synckairos/static/`` and is served from
 ``/static/``: no CDN, nothing fetched at run time, so a pip-installed server
 works offline. ``scripts/vendor-assets.sh`` refreshes the copies
-(``static/client/`` from ``clients/js/src``, ``static/vendor/`` from npm).
+(``static/client/`` is a link to ``clients/js/src``, ``static/vendor/`` comes from npm).
 
 The pages carry a Content-Security-Policy that allows only this origin, so a
 stray external reference fails loudly in the browser tests instead of working
@@ -79,5 +79,7 @@ def routes() -> list[BaseRoute]:
     return [
         _page("/inspector", "inspector/index.html"),
         _page("/docs", "docs/index.html"),
-        Mount("/static", app=_Assets(directory=STATIC_DIR), name="static"),
+        # static/client links to clients/js/src in a checkout (one copy of the
+        # client); a wheel holds the files themselves.
+        Mount("/static", app=_Assets(directory=STATIC_DIR, follow_symlink=True), name="static"),
     ]

@@ -140,13 +140,13 @@ def store_client(settings: Settings, *, wait_s: float = 5.0) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-def pubsub_client(settings: Settings) -> aioredis.Redis:
-    """A client for one long-lived pub/sub connection (no read timeout)."""
+def _plain_async_client(settings: Settings, **extra: Any) -> aioredis.Redis:
+    """An asyncio client with redis-py's own pool (plus ``extra`` options)."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_keepalive": True,
-        "health_check_interval": 5,
         "retry": _no_retry(),
+        **extra,
     }
     if settings.redis_sentinels:
         client: aioredis.Redis = _async_sentinel(settings).master_for(
@@ -154,21 +154,16 @@ def pubsub_client(settings: Settings) -> aioredis.Redis:
         )
         return client
     return aioredis.Redis.from_url(settings.redis_target(), **options)
+
+
+def pubsub_client(settings: Settings) -> aioredis.Redis:
+    """A client for one long-lived pub/sub connection (no read timeout, health checks)."""
+    return _plain_async_client(settings, health_check_interval=5)
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
     """A general asyncio client (the outbox relay)."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 2,
-        "socket_keepalive": True,
-        "retry": _no_retry(),
-    }
-    if settings.redis_sentinels:
-        client: aioredis.Redis = _async_sentinel(settings).master_for(
-            settings.redis_sentinel_master, **options
-        )
-        return client
-    return aioredis.Redis.from_url(settings.redis_target(), **options)
+    return _plain_async_client(settings)
 
 
 def sync_client(settings: Settings) -> redis.Redis:
