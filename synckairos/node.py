@@ -15,6 +15,7 @@ after the deadline does not undo a timeout that already happened.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -88,6 +89,16 @@ def _change_json(transition: Transition, state_json: bytes, now: int) -> bytes:
     )
 
 
+class _SessionLock:
+    """A per-session lock and how many commands hold or await it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Node:
     """Applies commands to sessions held in a ``Store``.
 
@@ -119,6 +130,7 @@ class Node:
         """Where sessions Redis lost are restored from (None: no audit store)."""
         self.state_cache_size = state_cache_size
         self._states: dict[str, tuple[SessionState, str]] = {}
+        self._locks: dict[str, _SessionLock] = {}
 
     def _remember(self, state: SessionState, epoch: str) -> None:
         if self.state_cache_size <= 0 or not epoch:
@@ -232,6 +244,28 @@ class Node:
             Conflict: a precondition failed; nothing changed.
             StoreUnavailable: Redis is unreachable, or the retries ran out.
         """
+        # Commands on one session queue on this node instead of racing each
+        # other's compare-and-set: N concurrent commands then cost N commits
+        # (each on the state the previous one cached), not O(N²) retries.
+        entry = self._locks.get(session_id)
+        if entry is None:
+            entry = self._locks[session_id] = _SessionLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                return await self._execute(session_id, command, preconditions, rate)
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[session_id]
+
+    async def _execute(
+        self,
+        session_id: str,
+        command: Command,
+        preconditions: Preconditions | None,
+        rate: Rate | None,
+    ) -> CommandResult:
         pre = preconditions or Preconditions()
         cached = self._states.get(session_id)
         fresh = cached is None

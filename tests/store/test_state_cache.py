@@ -97,3 +97,18 @@ async def test_a_session_deleted_elsewhere_is_not_found(store: RedisStore):
 
     with pytest.raises(SessionNotFound):
         await a.execute(spec.session_id, Switch())
+
+
+async def test_concurrent_commands_on_one_session_queue_instead_of_racing(store: RedisStore):
+    import asyncio
+
+    node = Node(store, clock=FakeClock())
+    spec = _spec()
+    await node.create(spec)
+    await node.execute(spec.session_id, Start())
+    scripts = await _calls(store, "evalsha")
+    results = await asyncio.gather(*(node.execute(spec.session_id, Switch()) for _ in range(30)))
+    assert sorted(r.transition.state.version for r in results) == list(range(3, 33))
+    # One commit each: no compare-and-set race among them (it would be O(n²)).
+    assert await _calls(store, "evalsha") == scripts + 30
+    assert node._locks == {}  # released once idle
