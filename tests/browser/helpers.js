@@ -2,14 +2,16 @@
 // it (`synckairos serve`, restartable on the same port), headless Chromium
 // through playwright-core, and screenshots saved as test artifacts.
 
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
+
+import { freePort, keptChild } from '../../clients/js/test/helpers/server.js';
+
+export { freePort };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Root of the repository (tests/browser → ../..). */
@@ -34,78 +36,15 @@ const STOP_TIMEOUT_MS = 10_000;
 /** @param {number} ms */
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** @returns {Promise<number>} a TCP port free right now on 127.0.0.1 */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
-/**
- * A child process whose output is kept (last 20 kB) and which is killed when
- * the test process exits, whatever happens.
- *
- * @param {string} command
- * @param {string[]} args
- * @param {Record<string, string | undefined>} [env]
- */
-function child(command, args, env = {}) {
-  /** @type {Record<string, string>} */
-  const merged = {};
-  for (const [key, value] of Object.entries({ ...process.env, ...env })) {
-    if (value !== undefined) merged[key] = value;
-  }
-  const proc = spawn(command, args, {
-    cwd: REPO_ROOT,
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const keep = (/** @type {Buffer} */ chunk) => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
-  /** @type {number | null} */
-  let exitCode = null;
-  const exited = new Promise((resolve) => {
-    proc.once('exit', (code, signal) => {
-      exitCode = code ?? (signal ? 128 : 0);
-      resolve(undefined);
-    });
-  });
-  const killOnExit = () => proc.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  return {
-    proc,
-    output: () => output,
-    exitCode: () => exitCode,
-    /** SIGTERM (SIGKILL after a while); resolves once the process is gone. */
-    async stop() {
-      process.off('exit', killOnExit);
-      if (exitCode !== null) return;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
 
 /** A private redis-server (no persistence) in a temporary directory. */
 export async function startRedis() {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'synckairos-browser-redis-'));
-  const server = child('redis-server', [
+  const server = keptChild('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-  ]);
+  ], {}, STOP_TIMEOUT_MS);
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!/Ready to accept connections/.test(server.output())) {
     if (server.exitCode() !== null || Date.now() > deadline) {
@@ -148,14 +87,14 @@ export async function node(options) {
     port,
     log: () => server?.output() ?? '',
     async start() {
-      server = child(launcher(), ['serve', '--host', '127.0.0.1', '--port', String(port)], {
+      server = keptChild(launcher(), ['serve', '--host', '127.0.0.1', '--port', String(port)], {
         SYNCKAIROS_REDIS_URL: options.redisUrl,
         SYNCKAIROS_KEY_PREFIX: options.keyPrefix,
         SYNCKAIROS_RATE_LIMITS: 'off',
         SYNCKAIROS_LOG_LEVEL: 'warning',
         SYNCKAIROS_DATABASE_URL: undefined,
         ...(options.env ?? {}),
-      });
+      }, STOP_TIMEOUT_MS);
       const deadline = Date.now() + START_TIMEOUT_MS;
       for (;;) {
         if (server.exitCode() !== null) throw new Error(`synckairos serve exited:\n${server.output()}`);

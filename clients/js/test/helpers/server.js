@@ -55,6 +55,58 @@ export function launcher() {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * A child process whose output is kept (last 20 kB) and which is killed when
+ * the test process exits, whatever happens (also used by tests/browser).
+ *
+ * @param {string} command
+ * @param {string[]} args
+ * @param {Record<string, string | undefined>} [env]
+ * @param {number} [stopTimeoutMs] how long `stop()` waits after SIGTERM before SIGKILL
+ */
+export function keptChild(command, args, env = {}, stopTimeoutMs = STOP_TIMEOUT_MS) {
+  /** @type {Record<string, string>} */
+  const merged = {};
+  for (const [key, value] of Object.entries({ ...process.env, ...env })) {
+    if (value !== undefined) merged[key] = value;
+  }
+  const proc = spawn(command, args, {
+    cwd: REPO_ROOT,
+    env: merged,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (/** @type {Buffer} */ chunk) => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  /** @type {number | null} */
+  let exitCode = null;
+  const exited = new Promise((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exitCode = code ?? (signal ? 128 : 0);
+      resolve(undefined);
+    });
+  });
+  const killOnExit = () => proc.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  return {
+    proc,
+    output: () => output,
+    exitCode: () => exitCode,
+    /** SIGTERM (SIGKILL after a while); resolves once the process is gone. */
+    async stop() {
+      process.off('exit', killOnExit);
+      if (exitCode !== null) return;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), stopTimeoutMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
  * Start `synckairos dev` on a free port and wait until `/ready` answers 200.
  *
  * @param {{env?: Record<string, string>}} [options]
@@ -73,54 +125,28 @@ export async function startServer(options = {}) {
     SYNCKAIROS_LOG_LEVEL: 'warning',
     ...(options.env ?? {}),
   };
-  const child = spawn(launcher(), ['dev', '--host', '127.0.0.1', '--port', String(port)], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const keep = (/** @type {Buffer} */ chunk) => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  /** @type {number | null} */
-  let exitCode = null;
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitCode = code ?? (signal ? 128 : 0);
-      resolve(undefined);
-    });
-  });
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-
-  const stop = async () => {
-    process.off('exit', killOnExit);
-    if (exitCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
-  };
+  const server = keptChild(launcher(), ['dev', '--host', '127.0.0.1', '--port', String(port)], env);
+  const stop = () => server.stop();
 
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (exitCode !== null) {
-      throw new Error(`synckairos dev exited with ${exitCode} before it was ready:\n${output}`);
+    if (server.exitCode() !== null) {
+      throw new Error(
+        `synckairos dev exited with ${server.exitCode()} before it was ready:\n${server.output()}`,
+      );
     }
     try {
       const response = await fetch(`${baseUrl}/ready`, { signal: AbortSignal.timeout(1_000) });
       await response.arrayBuffer();
-      if (response.status === 200) return { baseUrl, stop, log: () => output };
+      if (response.status === 200) return { baseUrl, stop, log: server.output };
     } catch {
       // not listening yet
     }
     await sleep(100);
   }
   await stop();
-  throw new Error(`synckairos dev not ready in ${START_TIMEOUT_MS} ms:\n${output}`);
+  throw new Error(`synckairos dev not ready in ${START_TIMEOUT_MS} ms:\n${server.output()}`);
 }
 
 /** @returns {string} a random UUID */
