@@ -34,7 +34,12 @@ from synckairos import __version__
 from synckairos.audit.archive import AuditArchive
 from synckairos.audit.recovery import ReconcileReport
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
+from synckairos.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedServerError,
+    reserve_port,
+)
 from synckairos.logs import configure_logging
 from synckairos.node import Node
 from synckairos.slow_clients import HeaderTimeoutProtocol
@@ -111,6 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    # The server binds its port only after the private servers started: keep
+    # them off it (a port picked at random could be the same one).
+    reserve_port(settings.port)
     with ExitStack() as stack:
         if settings.redis_url is None and not settings.redis_sentinels:
             redis = stack.enter_context(EmbeddedRedis(appendonly=True))

@@ -27,19 +27,30 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedServerError", "free_port"]
+__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedServerError", "free_port", "reserve_port"]
 
 
 class EmbeddedServerError(RuntimeError):
     """Raised when a private server cannot be started (binary missing, no answer)."""
 
 
+#: Ports this process has promised to something else (``reserve_port``).
+_reserved: set[int] = set()
+
+
+def reserve_port(port: int) -> None:
+    """Keep ``free_port`` from handing out ``port`` (e.g. the server's, bound later)."""
+    _reserved.add(port)
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now and not reserved."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _reserved:
+            return port
 
 
 def _set_parent_death_signal(signum: int) -> None:

@@ -321,3 +321,30 @@ async def test_ensure_database_creates_a_missing_database_once(postgres_server):
     assert await ensure_database(url) is False
     await wait_for_database(url, 5)
     assert await migrate(url) == [path.name for path in migration_files()]
+
+
+def test_free_port_never_hands_out_a_reserved_port(monkeypatch):
+    """``synckairos dev`` reserves the server's port before it starts private servers."""
+    import synckairos.embedded as embedded
+
+    offered = iter([41_001, 41_002])
+
+    class _Socket:
+        def __init__(self, *args: object) -> None:
+            self.port = next(offered)
+
+        def __enter__(self) -> _Socket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def bind(self, address: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr("synckairos.embedded.socket.socket", _Socket)
+    monkeypatch.setattr(embedded, "_reserved", {41_001})
+    assert embedded.free_port() == 41_002
