@@ -120,7 +120,7 @@ def _redis(stack: Stack) -> redis.Redis:
 def _dead_letters(stack: Stack) -> list[list[Any]]:
     """The event lists of the audit queue's dead letters."""
     client = _redis(stack)
-    bodies = client.hvals(f"{stack.prefix}:dramatiq:synckairos_audit.XQ.msgs")
+    bodies: list[Any] = client.hvals(f"{stack.prefix}:dramatiq:synckairos_audit.XQ.msgs")
     client.close()
     return [list(Message.decode(body).args[0]) for body in bodies]
 
@@ -194,7 +194,7 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
         # unique index until an operator removes the wrong row.
         victim = bodies[0]["session_id"]
         client = _redis(stack)
-        epoch = client.hget(f"{stack.prefix}:{{{victim}}}", "e")
+        epoch: Any = client.hget(f"{stack.prefix}:{{{victim}}}", "e")
         client.close()
         assert epoch is not None
         clash_spec = msgspec.convert(bodies[0], CreateSession)
