@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 
 from synckairos.embedded import EmbeddedRedis
 from tests.helpers import session_body
-from tests.test_audit_e2e import Stack, _persisted_version
+from tests.test_audit_e2e import Stack, _cli, _persisted_version
 
 
 @pytest.fixture
@@ -284,3 +284,26 @@ async def test_a_create_after_a_persisted_deletion_is_a_new_incarnation(private_
         assert got.json()["data"]["recovered"] is True
         assert await client.hget(key, "e") == new_epoch
         await client.aclose()
+
+
+async def test_reconcile_never_overwrites_a_newer_incarnation(private_stack: Stack):
+    stack = private_stack
+    body = session_body()
+    sid = body["session_id"]
+    key = f"{stack.prefix}:{{{sid}}}"
+    async with httpx.AsyncClient(base_url=stack.server.url, timeout=10) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        await http.post(f"/v1/sessions/{sid}/start")
+        await http.post(f"/v1/sessions/{sid}/switch")
+        await _wait_persisted(stack.database_url, sid, 3)
+    # Redis holds another incarnation (deleted and created again; neither
+    # event in PostgreSQL yet): its version 1 is not "older" than version 3.
+    client = await _redis(stack)
+    await client.hset(key, mapping={"v": 1, "e": "0123456789abcdef"})
+    result = await _cli(stack, "reconcile")
+    assert result.returncode == 0, result.stderr
+    report = msgspec.json.decode(result.stdout)
+    assert sid in report["redis_newer"] and sid not in report["repaired"]
+    assert await client.hget(key, "v") == b"1"
+    assert await client.hget(key, "e") == b"0123456789abcdef"
+    await client.aclose()
