@@ -353,3 +353,45 @@ async def test_a_delete_after_a_redis_loss_deletes_the_session_for_good(private_
         await client.aclose()
         assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
         assert (await http.get(f"/v1/sessions/{sid}")).status_code == 404
+
+
+async def test_reconnect_after_a_restore_replays_from_the_jumped_versions(private_stack: Stack):
+    stack = private_stack
+    body = session_body(participants=2, budget_ms=600_000)
+    sid = body["session_id"]
+    async with httpx.AsyncClient(base_url=stack.server.url, timeout=10) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        started = (await http.post(f"/v1/sessions/{sid}/start")).json()["data"]
+        await _wait_persisted(stack.database_url, sid, started["version"])
+        client = await _redis(stack)
+        await client.flushall()
+        await client.aclose()
+        restored = (await http.get(f"/v1/sessions/{sid}")).json()["data"]
+        jumped = restored["version"]
+        assert jumped > 2**31
+        for _ in range(3):
+            assert (await http.post(f"/v1/sessions/{sid}/switch")).status_code == 200
+        async with connect(f"{stack.server.ws_url}/ws?sessionId={sid}") as socket:
+            messages = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            assert [m["type"] for m in messages] == ["CONNECTED", "STATE_SYNC"]
+            epoch = messages[1]["epoch"]
+            assert messages[1]["version"] == jumped + 3
+            # From the restore's version: the three switches, replayed exactly.
+            await socket.send(
+                msgspec.json.encode(
+                    {"type": "RECONNECT", "last_known_version": jumped, "epoch": epoch}
+                ).decode()
+            )
+            replay = [msgspec.json.decode(await socket.recv()) for _ in range(4)]
+            assert [m["type"] for m in replay] == ["STATE_UPDATE"] * 3 + ["RECONNECT_ACK"]
+            assert [m["version"] for m in replay[:3]] == [jumped + 1, jumped + 2, jumped + 3]
+            assert replay[3]["recovered"] is True and replay[3]["replayed"] == 3
+            # From a version before the loss: a full state, never a replay.
+            await socket.send(
+                msgspec.json.encode(
+                    {"type": "RECONNECT", "last_known_version": 3, "epoch": epoch}
+                ).decode()
+            )
+            full = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            assert [m["type"] for m in full] == ["STATE_SYNC", "RECONNECT_ACK"]
+            assert full[0]["version"] == jumped + 3 and full[1]["recovered"] is False
