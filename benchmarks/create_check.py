@@ -7,10 +7,12 @@ without ``SYNCKAIROS_DATABASE_URL``, B with it; no worker: creates only), and
 sends creates one at a time, alternating A and B so both see the same machine
 load, then prints p50/p99/mean of each::
 
-    python -m benchmarks.create_check [creates per side, default 200]
+    python -m benchmarks.create_check [creates per side, default 200] [concurrency]
 
-Sequential on purpose: the figure is the added latency of one create, not a
-throughput.
+Without a concurrency (or 1): sequential, the added latency of one create.
+With a concurrency c > 1: bursts of creates from c concurrent clients, the
+sides taking turns (A, B, A, B), to see whether the archive's connection pool
+limits create throughput; prints creates/s and latency per burst.
 """
 
 from __future__ import annotations
@@ -95,8 +97,37 @@ async def _measure(urls: dict[str, str], creates: int) -> dict[str, list[float]]
     return samples
 
 
+async def _burst(url: str, creates: int, concurrency: int) -> tuple[float, list[float]]:
+    """``creates`` creates from ``concurrency`` clients; returns (creates/s, latencies)."""
+    samples: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_connections=concurrency)
+    ) as http:
+
+        async def client(count: int) -> None:
+            for _ in range(count):
+                started = time.perf_counter()
+                response = await http.post("/v1/sessions", json=_body())
+                samples.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 201, response.text
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client(creates // concurrency) for _ in range(concurrency)))
+        return len(samples) / (time.perf_counter() - began), samples
+
+
+async def _bursts(urls: dict[str, str], creates: int, concurrency: int) -> None:
+    for url in urls.values():
+        await _burst(url, 100, concurrency)  # warm-up
+    for round_ in range(2):
+        for name, url in urls.items():
+            rate, samples = await _burst(url, creates, concurrency)
+            print(f"round {round_ + 1} {_summary(name, samples)} {rate:.0f} creates/s")
+
+
 def main() -> None:
     creates = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     with EmbeddedRedis() as redis_server, EmbeddedPostgres() as postgres:
         asyncio.run(migrate(postgres.url))
         prefix = f"ab{uuid.uuid4().hex[:6]}"
@@ -105,10 +136,12 @@ def main() -> None:
             redis_server.url,
             {"SYNCKAIROS_KEY_PREFIX": prefix, "SYNCKAIROS_DATABASE_URL": postgres.url},
         )
+        urls = {"A no archive": plain_url, "B archive check": checked_url}
         try:
-            samples = asyncio.run(
-                _measure({"A no archive": plain_url, "B archive check": checked_url}, creates)
-            )
+            if concurrency > 1:
+                asyncio.run(_bursts(urls, creates, concurrency))
+                return
+            samples = asyncio.run(_measure(urls, creates))
         finally:
             for process in (plain, checked):
                 process.terminate()
