@@ -175,8 +175,6 @@ def test_every_version_the_api_acknowledges_lands_in_postgres(stack: Stack) -> N
         drive()
     finally:
         http.close()
-    assert tally["accepted"] >= EXAMPLES // 4, tally
-    assert tally["refused"] >= 1, tally
 
     deadline = time.monotonic() + 60
     while True:
@@ -200,6 +198,9 @@ def test_every_version_the_api_acknowledges_lands_in_postgres(stack: Stack) -> N
     letters = client.zcard(f"{stack.prefix}:dramatiq:synckairos_audit.XQ")
     client.close()
     assert dead == 0 and letters == 0, f"{dead} dead-lettered, {letters} dead letters"
+    # The generator reaches both sides of the line.
+    assert tally["accepted"] >= EXAMPLES // 4, tally
+    assert tally["refused"] >= 1, tally
     print(
         f"\naudit fuzz: {tally['accepted']} sessions accepted, {tally['refused']} refused, "
         f"{tally['commands']} commands, {sum(acked.values())} acknowledged versions, all persisted"
