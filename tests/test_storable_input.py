@@ -14,9 +14,11 @@ import pytest
 from dramatiq import Message
 from starlette.testclient import TestClient
 
-from synckairos.audit.pipeline import redact_dramatiq_logs
-from synckairos.core.storable import MAX_METADATA_DEPTH, storable_problems
 from tests.helpers import session_body
+
+#: ``synckairos.core.storable.MAX_METADATA_DEPTH`` (the HTTP tests do not import it,
+#: so they also run, and fail, on a server without the checks).
+MAX_METADATA_DEPTH = 32
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -85,6 +87,10 @@ def test_storable_metadata_at_the_limits_is_accepted(client: TestClient):
 
 
 def test_storable_problems_reports_each_kind_once_with_its_path():
+    from synckairos.core import storable
+
+    assert storable.MAX_METADATA_DEPTH == MAX_METADATA_DEPTH
+    storable_problems = storable.storable_problems
     value = {"a\x00": ["\x00", "\x00"], "b": _nested(MAX_METADATA_DEPTH + 5), "c": float("nan")}
     problems = storable_problems(value)
     assert sorted(p["field"] for p in problems) == sorted(
@@ -94,6 +100,8 @@ def test_storable_problems_reports_each_kind_once_with_its_path():
 
 
 def test_storable_problems_never_recurses():
+    from synckairos.core.storable import storable_problems
+
     deep: list[Any] = []
     for _ in range(100_000):
         deep = [deep]
@@ -104,6 +112,8 @@ def test_dramatiq_log_records_lose_message_arguments_and_exception_text(
     caplog: pytest.LogCaptureFixture,
 ):
     """What dramatiq logs for a failing batch: the message (every event) and a traceback."""
+    from synckairos.audit.pipeline import redact_dramatiq_logs
+
     secret = "PERSONAL-DATA-e9c4"
     message: Message[Any] = Message(
         queue_name="synckairos_audit",
