@@ -203,6 +203,16 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
         _xadd(stack, victim, clash, epoch.decode(), clash_id)
         assert clash.state.version == 2
 
+        # Poison 3: a malformed outbox entry (a version that is not a number,
+        # a change that is not JSON): it must not stop the relay for everyone.
+        malformed_id = new_id()
+        client = _redis(stack)
+        client.xadd(
+            f"{stack.prefix}:outbox",
+            {"id": malformed_id, "sid": new_id(), "v": "seven", "t": "x", "e": "", "c": "{oops"},
+        )
+        client.close()
+
         # More innocent changes after the poison, in the same batch.
         for body in bodies:
             sid = body["session_id"]
@@ -221,36 +231,37 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
 
         await _wait(innocent_landed, "every innocent version in PostgreSQL")
 
-        async def two_dead_letters() -> bool:
-            return _counter(stack, "dead_lettered") >= 2
+        async def three_dead_letters() -> bool:
+            return _counter(stack, "dead_lettered") >= 3
 
-        await _wait(two_dead_letters, "2 dead letters")
+        await _wait(three_dead_letters, "3 dead letters")
         rows = await _rows(stack.database_url)
         stored_ids = {event_id for events in rows.values() for _, event_id in events}
         assert nul_id not in stored_ids and clash_id not in stored_ids
         assert spec.session_id not in rows
         letters = _dead_letters(stack)
-        assert sorted(len(events) for events in letters) == [1, 1], "each poison alone"
-        assert {events[0][0] for events in letters} == {nul_id, clash_id}
-        assert _counter(stack, "dead_lettered") == 2
+        assert sorted(len(events) for events in letters) == [1, 1, 1], "each poison alone"
+        assert {events[0][0] for events in letters} == {nul_id, clash_id, malformed_id}
+        assert _counter(stack, "dead_lettered") == 3
         async with httpx.AsyncClient(base_url=stack.server.url) as http:
             metrics = (await http.get("/metrics")).text
-        assert "synckairos_audit_dead_lettered 2.0" in metrics
+        assert "synckairos_audit_dead_lettered 3.0" in metrics
     finally:
         worker.stop()
     log = worker.text()
     assert nul_id in log and "UntranslatableCharacterError" in log
     assert clash_id in log and "UniqueViolationError" in log
+    assert malformed_id in log
     assert SECRET not in log, "a log line quotes the metadata"
     assert "innocent" not in log
 
     # Still unstorable: requeue names both and keeps them.
     result = await _requeue(stack)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "0 event(s) stored, 2 still refused" in result.stdout
-    assert nul_id in result.stdout and clash_id in result.stdout
+    assert "0 event(s) stored, 3 still refused" in result.stdout
+    assert nul_id in result.stdout and clash_id in result.stdout and malformed_id in result.stdout
     assert SECRET not in result.stdout + result.stderr
-    assert len(_dead_letters(stack)) == 2
+    assert len(_dead_letters(stack)) == 3
 
     # The operator decides the clashing event is the real version 2.
     conn = await asyncpg.connect(stack.database_url)
@@ -260,11 +271,11 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
     await conn.close()
     result = await _requeue(stack)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 event(s) stored, 1 still refused" in result.stdout
+    assert "1 event(s) stored, 2 still refused" in result.stdout
     assert nul_id in result.stdout and clash_id not in result.stdout
     rows = await _rows(stack.database_url)
     assert (2, clash_id) in rows[victim]
-    assert [events[0][0] for events in _dead_letters(stack)] == [nul_id]
+    assert sorted(events[0][0] for events in _dead_letters(stack)) == sorted([nul_id, malformed_id])
 
 
 def _many_increments() -> Transition:

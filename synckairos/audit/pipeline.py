@@ -212,6 +212,10 @@ class RefusedEvent(msgspec.Struct, frozen=True):
     sqlstate: str | None = None
     """PostgreSQL's SQLSTATE (``22P05``...), None for a decoding error."""
 
+    def reason(self) -> str:
+        """``UntranslatableCharacterError, SQLSTATE 22P05``: safe to log (no data)."""
+        return self.error if self.sqlstate is None else f"{self.error}, SQLSTATE {self.sqlstate}"
+
 
 class WriteOutcome(msgspec.Struct):
     """What ``AuditWriter.write`` did with a batch."""
@@ -442,14 +446,12 @@ class AuditPipeline:
             self._counters.incr(counter_key(self.prefix, "dead_lettered"))
             event_id, session_id, version = event_ids(refused.event)
             logger.error(
-                "audit event %s (session %s, version %s) refused by PostgreSQL: %s "
-                "(SQLSTATE %s); dead-lettered alone, replay it with "
-                "`synckairos audit requeue` after a fix",
+                "audit event %s (session %s, version %s) cannot be stored (%s); "
+                "dead-lettered alone, replay it with `synckairos audit requeue` after a fix",
                 event_id,
                 session_id,
                 version,
-                refused.error,
-                refused.sqlstate,
+                refused.reason(),
             )
         if outcome.stored:
             self._counters.incrby(counter_key(self.prefix, "persisted"), outcome.stored)
