@@ -71,6 +71,21 @@ def test_lone_surrogates_and_infinite_numbers_are_refused_by_the_decoder(
     assert client.get(f"/v1/sessions/{body['session_id']}").status_code == 404
 
 
+@pytest.mark.parametrize("where", ["session_id", "participant_id", "group_id"])
+def test_an_id_with_a_trailing_newline_is_refused(client: TestClient, where: str):
+    """``'<uuid>\\n'::uuid`` fails in PostgreSQL: such an id would poison the audit trail."""
+    body = session_body(mode="per_group", participants=2)
+    sid = body["session_id"]
+    if where == "session_id":
+        body["session_id"] = sid + "\n"
+    else:
+        body["participants"][0][where] += "\n"
+    response = client.post("/v1/sessions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+
+
 def test_storable_metadata_at_the_limits_is_accepted(client: TestClient):
     metadata = {
         "deep": _nested(MAX_METADATA_DEPTH - 1),

@@ -2,7 +2,8 @@
 
 Hypothesis drives random sessions (mode, participants, budgets, increments,
 and metadata drawn from all of JSON: NUL, lone surrogates, control
-characters, huge integers, extreme floats, deep nesting) and random command
+characters, huge integers, extreme floats, deep nesting; now and then an id
+with a trailing newline) and random command
 sequences at a real server; a real worker relays them into a real
 PostgreSQL. The API may refuse an input (400): then nothing may change. For
 what it accepts, every acknowledged version must land in PostgreSQL, read
@@ -92,6 +93,8 @@ def _sessions(draw: st.DrawFn) -> dict[str, Any]:
     metadata = draw(_METADATA)
     if metadata is not None:
         body["metadata"] = metadata
+    if draw(st.integers(0, 9)) == 0:  # a regex "$" lets a trailing newline through
+        body["participants"][0]["participant_id"] += "\n"
     return body
 
 
