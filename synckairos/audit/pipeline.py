@@ -339,15 +339,18 @@ async def _write_rows(conn: Any, rows: Rows) -> None:
         await conn.execute(_RESET_PARTICIPANTS, deleted)
 
 
-def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> str:
+def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> bool:
     """Put one refused event into dramatiq's dead-letter set, as a message of its own.
 
     The message is a ``persist_events`` call with that single event, so
     ``synckairos audit requeue`` replays it like a dead-lettered batch; its
-    options record the error class and SQLSTATE. Returns its
-    ``redis_message_id``.
+    options record the error class and SQLSTATE. Its ``redis_message_id`` is
+    ``event:<event id>``, so dead-lettering the same event again (a batch
+    redelivered after a worker died) replaces it instead of adding a second
+    one. Returns True when the event was not a dead letter yet.
     """
-    rid = str(uuid.uuid4())
+    event_id = event_ids(refused.event)[0]
+    rid = f"event:{event_id}" if event_id not in ("", "?") else f"event:?{uuid.uuid4()}"
     message: Message[Any] = Message(
         queue_name=AUDIT_QUEUE,
         actor_name="persist_events",
@@ -362,8 +365,8 @@ def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> str:
     pipe = broker.client.pipeline(transaction=True)
     pipe.hset(bodies, rid, message.encode())
     pipe.zadd(xq, {rid: int(time.time() * 1000)})
-    pipe.execute()
-    return rid
+    added = pipe.execute()[1]
+    return bool(added)
 
 
 class AuditMonitor(Middleware):
@@ -442,8 +445,8 @@ class AuditPipeline:
         """
         outcome = await self.writer.write(events)
         for refused in outcome.refused:
-            dead_letter(self.broker, refused)
-            self._counters.incr(counter_key(self.prefix, "dead_lettered"))
+            if dead_letter(self.broker, refused):
+                self._counters.incr(counter_key(self.prefix, "dead_lettered"))
             event_id, session_id, version = event_ids(refused.event)
             logger.error(
                 "audit event %s (session %s, version %s) cannot be stored (%s); "
