@@ -9,11 +9,11 @@ events to ``AuditWriter``, which inserts it in one transaction with
 Poison isolation: when PostgreSQL *refuses the data* of a batch (a data or
 constraint error: ``asyncpg.DataError``, ``IntegrityConstraintViolationError``,
 ``ProgramLimitExceededError``) or an event cannot even be decoded, the writer
-stores the batch again event by event, one transaction each, so one
-unstorable event can only fail itself. Each event that still fails becomes a
-dead letter of its own (a one-event ``persist_events`` message in dramatiq's
-dead-letter set), is counted in ``P:audit:dead_lettered`` and logged with its
-ids and the error class. Every other error (PostgreSQL down, too many
+stores the batch again event by event (one transaction, a savepoint per
+event), so one unstorable event can only fail itself. Each event that still
+fails becomes a dead letter of its own (a one-event ``persist_events``
+message in dramatiq's dead-letter set), is counted in
+``P:audit:dead_lettered`` and logged with its ids and the error class. Every other error (PostgreSQL down, too many
 connections, a schema not migrated) fails the whole batch, which dramatiq
 retries with exponential backoff; after the last retry it dead-letters the
 batch, and ``AuditMonitor`` counts and logs it. ``synckairos audit requeue``
@@ -263,10 +263,11 @@ class AuditWriter:
         """Store ``events``; every storable one lands even when others cannot.
 
         First the whole batch in one transaction. If PostgreSQL refuses its
-        data, or an event cannot be decoded, each event is then written in a
-        transaction of its own (its row plus the session and participant
-        upserts derived from it), in batch order; the ones that fail are
-        returned in ``refused`` and nothing of them is written. Idempotent:
+        data, or an event cannot be decoded, the batch is written again in
+        one transaction with a savepoint per event (its row plus the session
+        and participant upserts derived from it), in batch order; the events
+        that fail roll back to their savepoint, are returned in ``refused``
+        and nothing of them is written. Idempotent:
         an event already stored (same id) counts as stored.
 
         Raises:
@@ -309,8 +310,10 @@ class AuditWriter:
             raise
 
     async def _write_one_by_one(self, pool: asyncpg.Pool, batch: list[OutboxEvent]) -> WriteOutcome:
+        # One transaction, one savepoint per event: a refused event rolls back
+        # to its savepoint only, and the batch still costs a single commit.
         outcome = WriteOutcome()
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             for event in batch:
                 try:
                     rows = to_rows([event])
@@ -318,7 +321,7 @@ class AuditWriter:
                     outcome.refused.append(_refusal(event, exc))
                     continue
                 try:
-                    async with conn.transaction():
+                    async with conn.transaction():  # nested: a savepoint
                         await _write_rows(conn, rows)
                 except _REFUSED_BY_POSTGRES as exc:
                     outcome.refused.append(_refusal(event, exc))
