@@ -345,3 +345,32 @@ async def test_values_that_grow_over_a_session_life_fit_the_audit_columns(quiet_
     assert cycles == 72_000
     assert version == 1_800_000_000_000_000
     assert _counter(stack, "dead_lettered") == 0
+
+
+async def test_a_batch_failing_on_a_dead_database_is_logged_without_its_states(
+    quiet_stack: Stack, tmp_path: Path
+):
+    """dramatiq logs a failing message with its arguments and a traceback: redacted."""
+    from synckairos.embedded import free_port
+
+    stack = quiet_stack
+    broken = {
+        **stack.env,
+        "SYNCKAIROS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+    }
+    body = session_body(metadata={"patient": SECRET})
+    async with httpx.AsyncClient(base_url=stack.server.url) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+    worker = LoggedWorker(broken, tmp_path / "worker.log")
+    try:
+
+        async def dead_lettered() -> bool:
+            return _counter(stack, "dead_lettered") >= 1
+
+        await _wait(dead_lettered, "the batch dead-lettered")
+    finally:
+        worker.stop()
+    log = worker.text()
+    assert "dead-lettered after its last retry" in log
+    assert "ConnectionRefusedError" in log or "OSError" in log, log
+    assert SECRET not in log, "a log line quotes the batch"

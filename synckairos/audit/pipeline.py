@@ -13,9 +13,10 @@ stores the batch again event by event (one transaction, a savepoint per
 event), so one unstorable event can only fail itself. Each event that still
 fails becomes a dead letter of its own (a one-event ``persist_events``
 message in dramatiq's dead-letter set), is counted in
-``P:audit:dead_lettered`` and logged with its ids and the error class. Every other error (PostgreSQL down, too many
-connections, a schema not migrated) fails the whole batch, which dramatiq
-retries with exponential backoff; after the last retry it dead-letters the
+``P:audit:dead_lettered`` and logged with its ids and the error class.
+Every other error (PostgreSQL down, too many connections, a schema not
+migrated) fails the whole batch, which dramatiq retries with exponential
+backoff; after the last retry it dead-letters the
 batch, and ``AuditMonitor`` counts and logs it. ``synckairos audit requeue``
 replays both kinds (``synckairos.audit.requeue``).
 
