@@ -321,7 +321,14 @@ async def test_one_version_of_an_incarnation_is_one_row(audit_dsn):
             "INSERT INTO sync_events (id, session_id, event_type, version, epoch, committed_at_ms)"
             " VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING"
         )
-        await conn.execute(insert, new_id(), session_id, "session_created", 1, "a")
+        first = new_id()
+        assert await conn.execute(insert, first, session_id, "session_created", 1, "a") == (
+            "INSERT 0 1"
+        )
+        # A redelivery of the same event is absorbed by ON CONFLICT (id), not refused.
+        assert await conn.execute(insert, first, session_id, "session_created", 1, "a") == (
+            "INSERT 0 0"
+        )
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(insert, new_id(), session_id, "session_started", 1, "a")
         # Another incarnation, and the deletion row repeating the last version: allowed.
