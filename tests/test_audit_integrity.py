@@ -374,3 +374,22 @@ async def test_a_batch_failing_on_a_dead_database_is_logged_without_its_states(
     assert "dead-lettered after its last retry" in log
     assert "ConnectionRefusedError" in log or "OSError" in log, log
     assert SECRET not in log, "a log line quotes the batch"
+
+    # requeue while PostgreSQL is still unreachable: it says so and keeps the batch.
+    down = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "synckairos", "audit", "requeue"],
+        env={**os.environ, **broken},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1 and "stopped" in down.stderr, down.stderr
+    assert SECRET not in down.stdout + down.stderr
+    assert len(_dead_letters(stack)) == 1
+    # Once it is back, the batch lands and the dead letter is gone.
+    result = await _requeue(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "requeued 1 dead letter(s): 1 event(s) stored, 0 still refused" in result.stdout
+    assert (await _rows(stack.database_url))[body["session_id"]] != []
+    assert _dead_letters(stack) == []

@@ -268,8 +268,8 @@ class AuditWriter:
         one transaction with a savepoint per event (its row plus the session
         and participant upserts derived from it), in batch order; the events
         that fail roll back to their savepoint, are returned in ``refused``
-        and nothing of them is written. Idempotent:
-        an event already stored (same id) counts as stored.
+        and nothing of them is written. Idempotent: an event already stored
+        (same id) counts as stored.
 
         Raises:
             Any error that is not about the data (PostgreSQL unreachable,
@@ -302,7 +302,7 @@ class AuditWriter:
                     )
                 else:
                     return WriteOutcome(stored=len(batch))
-            return await self._write_one_by_one(pool, batch)
+            return await self._write_with_savepoints(pool, batch)
         except _CONNECTION_LOST:
             # The pool may hold dead connections after a PostgreSQL restart.
             pool, self._pool = self._pool, None
@@ -310,7 +310,9 @@ class AuditWriter:
                 pool.terminate()
             raise
 
-    async def _write_one_by_one(self, pool: asyncpg.Pool, batch: list[OutboxEvent]) -> WriteOutcome:
+    async def _write_with_savepoints(
+        self, pool: asyncpg.Pool, batch: list[OutboxEvent]
+    ) -> WriteOutcome:
         # One transaction, one savepoint per event: a refused event rolls back
         # to its savepoint only, and the batch still costs a single commit.
         outcome = WriteOutcome()
