@@ -40,7 +40,11 @@ def _big_session(participants: int, metadata_bytes: int) -> dict[str, Any]:
         "session_id": str(uuid.uuid4()),
         "sync_mode": "per_participant",
         "participants": [
-            {"participant_id": str(uuid.uuid4()), "participant_index": i, "total_time_ms": 86_400_000}
+            {
+                "participant_id": str(uuid.uuid4()),
+                "participant_index": i,
+                "total_time_ms": 86_400_000,
+            }
             for i in range(participants)
         ],
         "total_time_ms": 86_400_000,
@@ -76,7 +80,9 @@ async def _resume(ws_url: str, since: int, epoch: str) -> tuple[int, int, str]:
     """One socket: connect, RECONNECT from ``since``; returns (messages, bytes, outcome)."""
     messages = size = 0
     async with connect(ws_url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "RECONNECT", "last_known_version": since, "epoch": epoch}))
+        await ws.send(
+            json.dumps({"type": "RECONNECT", "last_known_version": since, "epoch": epoch})
+        )
         while True:
             raw = await asyncio.wait_for(ws.recv(), 60)
             messages += 1
