@@ -28,7 +28,11 @@ from websockets.exceptions import ConnectionClosed
 from synckairos import heap
 from synckairos.app import create_app
 from synckairos.config import ConfigError, Settings, load_settings
+from synckairos.core import CreateSession, Start, Status
 from synckairos.embedded import EmbeddedRedis
+from synckairos.exceptions import PayloadTooLarge
+from synckairos.node import Node
+from synckairos.store.redis import RedisStore
 from tests.conftest import ServerProcess
 from tests.helpers import FakeClock, new_id, session_body
 from tests.test_audit_e2e import Worker
@@ -218,6 +222,28 @@ async def test_the_default_limits_admit_the_largest_session_and_its_reconnect_is
         assert got[-1]["recovered"] is False and got[-1]["version"] == last
         await ws.close()
         assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
+
+
+async def test_a_command_that_would_grow_the_state_over_the_limit_changes_nothing(
+    store: RedisStore,
+):
+    clock = FakeClock()
+    node = Node(store, clock=clock)
+    spec = msgspec.json.decode(msgspec.json.encode(session_body()), type=CreateSession)
+    created = await node.create(spec)
+    # Exactly the created state's size: a start (which stamps the start time,
+    # the active participant and the deadline) would exceed it.
+    node.max_state_bytes = len(created.state_json)
+    with pytest.raises(PayloadTooLarge) as refused:
+        await node.execute(spec.session_id, Start())
+    assert refused.value.details["limit"] == len(created.state_json)
+    state, _ = await node.load(spec.session_id)
+    assert state.version == 1 and state.status == "pending"
+    # Server-side transitions are never refused: an idle cancellation commits.
+    node.idle_ttl_ms[Status.PENDING] = 1_000
+    clock.advance(1_000)
+    fired = await node.fire_timeouts(spec.session_id)
+    assert [t.event.reason for t, _ in fired] == ["pending_ttl"]
 
 
 def test_the_send_queue_must_hold_a_replay_and_two_states():
