@@ -13,7 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -33,6 +33,8 @@ from synckairos.embedded import EmbeddedRedis
 from synckairos.exceptions import PayloadTooLarge
 from synckairos.node import Node
 from synckairos.store.redis import RedisStore
+from synckairos.ws_api import SocketConnection
+from synckairos.ws_messages import Delivery
 from tests.conftest import ServerProcess
 from tests.helpers import FakeClock, new_id, session_body
 from tests.test_audit_e2e import Worker
@@ -244,6 +246,26 @@ async def test_a_command_that_would_grow_the_state_over_the_limit_changes_nothin
     clock.advance(1_000)
     fired = await node.fire_timeouts(spec.session_id)
     assert [t.event.reason for t, _ in fired] == ["pending_ttl"]
+
+
+async def test_changes_held_during_a_repair_are_bounded_in_bytes(store: RedisStore):
+    """While a socket catches up, the changes that arrive are held; not beyond the byte bound."""
+    connection = SocketConnection(
+        cast(Any, None),
+        new_id(),
+        store=store,
+        clock=FakeClock(),
+        max_queue=256,
+        max_queue_bytes=100_000,
+    )
+    assert connection._buffering  # a new socket holds changes until its first sync
+    text = "x" * 30_000
+    for version in (1, 2, 3):
+        connection.offer(Delivery(version, "e", False, 0, text))
+    assert len(connection._pending) == 3 and connection.last_version == 0
+    connection.offer(Delivery(4, "e", False, 0, text))  # 120,000 > 100,000 bytes
+    # Forgotten: the repair will send one STATE_SYNC instead.
+    assert connection._pending == [] and connection.last_version == -1
 
 
 def test_the_send_queue_must_hold_a_replay_and_two_states():
