@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from synckairos import gcwatch, http_api, pages, ws_api
+from synckairos import gcwatch, heap, http_api, pages, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
 from synckairos.auth import AuthPolicy
@@ -99,6 +99,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             if settings.gc_unfreeze_s > 0
             else None
         )
+        trimming = (
+            asyncio.create_task(heap.run_trimmer(settings.malloc_trim_s), name="malloc-trim")
+            if settings.malloc_trim_s > 0
+            else None
+        )
         store = RedisStore.from_settings(settings)
         pubsub_redis = pubsub_client(settings)
         hub = Hub()
@@ -119,6 +124,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             clock=clock,
             commit_retries=settings.commit_retries,
             state_cache_size=settings.state_cache_size,
+            max_state_bytes=settings.max_state_bytes,
+            pending_ttl_ms=settings.pending_ttl_s * 1000,
+            paused_ttl_ms=settings.paused_ttl_s * 1000,
         )
         if settings.database_url:
             node.archive = AuditArchive(settings.database_url)
@@ -158,6 +166,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
             if unfreezing is not None:
                 unfreezing.cancel()
+            if trimming is not None:
+                trimming.cancel()
             if watcher is not None and watching is not None:
                 watcher.stop()
                 with contextlib.suppress(asyncio.CancelledError):

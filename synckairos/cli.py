@@ -183,7 +183,12 @@ def _worker(args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def _node(settings: Settings) -> AsyncIterator[Node]:
     store = RedisStore.from_settings(settings)
-    node = Node(store)
+    # Restored pending/paused sessions get their idle expiry, as on a server.
+    node = Node(
+        store,
+        pending_ttl_ms=settings.pending_ttl_s * 1000,
+        paused_ttl_ms=settings.paused_ttl_s * 1000,
+    )
     node.archive = AuditArchive(_require_database(settings))
     try:
         yield node

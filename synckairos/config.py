@@ -117,6 +117,24 @@ class Settings(msgspec.Struct, frozen=True):
     key_prefix: str = "sk"
     #: ``SYNCKAIROS_HISTORY_MAXLEN``: changes kept per session for RECONNECT replay.
     history_maxlen: int = 200
+    #: ``SYNCKAIROS_HISTORY_MAX_BYTES``: bytes of history kept per session: each
+    #: commit trims the history to min(``history_maxlen``, this / size of the
+    #: change) entries (at least 1), so a big session keeps fewer changes.
+    history_max_bytes: int = 2_097_152
+    #: ``SYNCKAIROS_MAX_STATE_BYTES``: largest state (JSON) a session may have; a
+    #: create or command that would exceed it answers 413 and changes nothing.
+    #: The default admits every session the schema accepts (1,000 participants
+    #: and 10 KB of metadata weigh ~400 KB).
+    max_state_bytes: int = 1_048_576
+    #: ``SYNCKAIROS_MAX_LIVE_SESSIONS``: unfinished sessions (``sk:active``) Redis
+    #: may hold; a create beyond it answers 503 ``SESSION_LIMIT_REACHED``; 0: no cap.
+    max_live_sessions: int = 100_000
+    #: ``SYNCKAIROS_PENDING_TTL_S``: a session pending (never started) this long
+    #: after its last change is cancelled by the server (reason ``pending_ttl``); 0: never.
+    pending_ttl_s: int = 86_400
+    #: ``SYNCKAIROS_PAUSED_TTL_S``: a session paused this long after its last change
+    #: is cancelled by the server (reason ``paused_ttl``); 0: never.
+    paused_ttl_s: int = 86_400
     #: ``SYNCKAIROS_OUTBOX_MAXLEN``: audit events kept in Redis awaiting PostgreSQL;
     #: beyond it the oldest are trimmed and counted (metric ``outbox_dropped``).
     outbox_maxlen: int = 1_000_000
@@ -135,6 +153,12 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_WS_SEND_QUEUE``: messages a socket may have waiting; beyond it
     #: the socket is a slow consumer and is closed with 1013.
     ws_send_queue: int = 256
+    #: ``SYNCKAIROS_WS_SEND_QUEUE_BYTES``: bytes (characters of JSON text) a socket
+    #: may have waiting; beyond it the socket is a slow consumer, closed with 1013.
+    ws_send_queue_bytes: int = 8_388_608
+    #: ``SYNCKAIROS_WS_REPLAY_MAX_BYTES``: largest replay of missed changes (RECONNECT
+    #: or gap repair); a bigger one is sent as one STATE_SYNC instead.
+    ws_replay_max_bytes: int = 1_048_576
     #: ``SYNCKAIROS_WS_PING_INTERVAL_S``: seconds between server pings on each socket.
     ws_ping_interval_s: int = 20
     #: ``SYNCKAIROS_WS_PING_TIMEOUT_S``: a socket that does not answer a ping in
@@ -167,6 +191,10 @@ class Settings(msgspec.Struct, frozen=True):
     #: (large heaps then pause for milliseconds, not a second) and unfrozen this
     #: often so old reference cycles are still reclaimed; 0 disables freezing.
     gc_unfreeze_s: int = 900
+    #: ``SYNCKAIROS_MALLOC_TRIM_S``: every this many seconds the process hands the
+    #: heap memory it freed back to the system (glibc ``malloc_trim``), so RSS
+    #: returns near its baseline after a burst of large messages; 0: never.
+    malloc_trim_s: int = 10
 
     def redis_target(self) -> str:
         """The Redis to use: ``redis_url``, or ``DEFAULT_REDIS_URL`` when unset."""
@@ -259,6 +287,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name in (
         "port",
         "history_maxlen",
+        "history_max_bytes",
+        "max_state_bytes",
+        "ws_send_queue_bytes",
+        "ws_replay_max_bytes",
         "outbox_maxlen",
         "max_body_bytes",
         "commit_retries",
@@ -284,6 +316,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"SYNCKAIROS_{name.upper()} must be positive")
+    for name in ("max_live_sessions", "pending_ttl_s", "paused_ttl_s", "malloc_trim_s"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"SYNCKAIROS_{name.upper()} must be 0 or more")
+    if settings.ws_send_queue_bytes < 2 * settings.max_state_bytes + settings.ws_replay_max_bytes:
+        # A greeting STATE_SYNC, a replay and one more state must fit in a queue.
+        raise ConfigError(
+            "SYNCKAIROS_WS_SEND_QUEUE_BYTES must be at least 2 x SYNCKAIROS_MAX_STATE_BYTES "
+            "+ SYNCKAIROS_WS_REPLAY_MAX_BYTES"
+        )
     if settings.redis_min_replica_acks < 0:
         raise ConfigError("SYNCKAIROS_REDIS_MIN_REPLICA_ACKS must be 0 or more")
     settings.sentinel_addresses()  # raises on a malformed list

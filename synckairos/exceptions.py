@@ -14,7 +14,8 @@
     ├── SessionExists                   409 SESSION_EXISTS
     ├── PayloadTooLarge                 413 PAYLOAD_TOO_LARGE
     ├── RateLimited                     429 RATE_LIMITED
-    └── StoreUnavailable                503 UNAVAILABLE
+    ├── StoreUnavailable                503 UNAVAILABLE
+    └── SessionLimitReached             503 SESSION_LIMIT_REACHED
 
 Each class carries ``status_hint`` (the HTTP status the API answers with) and
 ``code`` (the wire error code of PROTOCOL.md). The HTTP layer maps every
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "SessionExists",
+    "SessionLimitReached",
     "SessionNotFound",
     "StoreUnavailable",
     "SyncKairosError",
@@ -156,3 +158,16 @@ class StoreUnavailable(SyncKairosError):
 
     status_hint = 503
     code = "UNAVAILABLE"
+
+
+class SessionLimitReached(SyncKairosError):
+    """Raised by the store when a create would exceed the cap on live sessions.
+
+    Nothing was created. The cap (``SYNCKAIROS_MAX_LIVE_SESSIONS``) counts
+    unfinished sessions; a retry succeeds once sessions finish or are deleted.
+    ``retry_after_s`` is the ``Retry-After`` the API sends.
+    """
+
+    status_hint = 503
+    code = "SESSION_LIMIT_REACHED"
+    retry_after_s = 60

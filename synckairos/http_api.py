@@ -71,7 +71,7 @@ RETRY_AFTER_S = 1
 def _error(exc: SyncKairosError) -> Response:
     headers: dict[str, str] | None = None
     if exc.status_hint == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        headers = {"Retry-After": str(getattr(exc, "retry_after_s", RETRY_AFTER_S))}
     elif isinstance(exc, RateLimited):
         headers = exc.headers
     elif exc.status_hint in (401, 403):

@@ -58,7 +58,11 @@ CONFLICTS = Counter(
     ["kind"],
 )
 ACTIVE_SESSIONS = Gauge("synckairos_active_sessions", "Sessions not yet finished (from Redis).")
-DEADLINES = Gauge("synckairos_running_timers", "Sessions with a running timer (from Redis).")
+DEADLINES = Gauge(
+    "synckairos_running_timers",
+    "Sessions the scheduler watches: running timers, and pending or paused sessions "
+    "awaiting their idle TTL (from Redis).",
+)
 OUTBOX_LENGTH = Gauge(
     "synckairos_outbox_length", "Audit events in the Redis outbox awaiting PostgreSQL."
 )

@@ -11,6 +11,14 @@ A session whose deadline has passed is first brought up to date: the timeout
 (computed as of the deadline) is committed as its own version, then the
 command is applied to the result. The server owns time: a switch that arrives
 after the deadline does not undo a timeout that already happened.
+
+Bounds: a create or command whose state would exceed ``max_state_bytes``
+answers 413 and changes nothing (server-side transitions, which never grow a
+state much, are not refused). A pending or paused session idle for its TTL is
+cancelled by the server (``session_cancelled``, reason ``pending_ttl`` or
+``paused_ttl``), committed like any change: its wake-up time is the score of
+the session in the scheduler's sorted set, where a running session has its
+deadline. The state's ``deadline_ms`` is untouched (None while not running).
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ from synckairos.audit.archive import AuditArchive, Snapshot
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
+    Cancel,
     Command,
     CreateSession,
     Event,
     SessionState,
+    Status,
     Timeout,
     Transition,
     apply,
@@ -40,6 +50,7 @@ from synckairos.core import (
 )
 from synckairos.exceptions import (
     Conflict,
+    PayloadTooLarge,
     SessionExists,
     SessionNotFound,
     StoreUnavailable,
@@ -150,6 +161,9 @@ class Node:
         clock: Clock = wall_clock_ms,
         commit_retries: int = 200,
         state_cache_size: int = 4096,
+        max_state_bytes: int | None = None,
+        pending_ttl_ms: int = 0,
+        paused_ttl_ms: int = 0,
     ):
         self.store = store
         self.clock = clock
@@ -160,6 +174,10 @@ class Node:
         self.archive: AuditArchive | None = None
         """Where sessions Redis lost are restored from (None: no audit store)."""
         self.state_cache_size = state_cache_size
+        self.max_state_bytes = max_state_bytes
+        """Largest state JSON a create or command may produce (None: unbounded)."""
+        self.idle_ttl_ms = {Status.PENDING: pending_ttl_ms, Status.PAUSED: paused_ttl_ms}
+        """Idle time after which the server cancels a session in that status (0: never)."""
         self._states: dict[str, tuple[SessionState, str]] = {}
         self._locks: dict[str, _SessionLock] = {}
 
@@ -276,7 +294,7 @@ class Node:
         transition = create_session(spec, now)
         if self.archive is not None:
             await self._refuse_archived(spec.session_id)
-        result = await self._commit(0, transition, now)
+        result = await self._commit(0, transition, now, check_size=True)
         assert result is not None, "create-if-absent never reports a version race"
         return result
 
@@ -364,7 +382,7 @@ class Node:
                     continue
                 try:
                     result = await self._commit(
-                        state.version, transition, now, rate=rate, epoch=epoch
+                        state.version, transition, now, rate=rate, epoch=epoch, check_size=True
                     )
                 except SessionNotFound:
                     if fresh:
@@ -392,7 +410,9 @@ class Node:
     async def fire_timeouts(self, session_id: str) -> list[tuple[Transition, int]]:
         """Apply every timeout of the session that is due now, each as of its deadline.
 
-        Called by the scheduler after it claimed the session's deadline. Each
+        Called by the scheduler after it claimed the session's deadline. A
+        pending or paused session idle for its TTL (``idle_expiry``) is
+        cancelled instead, with the reason ``pending_ttl`` / ``paused_ttl``. Each
         timeout is its own version-checked commit, so a command that won the
         race is honoured and the timeout is recomputed from the new state (and
         usually no longer due). Deadlines that passed while no node ran (a
@@ -411,20 +431,42 @@ class Node:
         while True:
             now = self.clock()
             deadline = state.deadline_ms
-            if deadline is None or deadline > now:
-                return fired
-            if len(fired) >= MAX_CATCH_UP:
-                raise StoreUnavailable("too many overdue timeouts to apply")
-            transition = apply(state, Timeout(), now)
-            if await self._commit(state.version, transition, now) is not None:
-                fired.append((transition, now - deadline))
-                state = transition.state
-                continue
+            expiry = self.idle_expiry(state)
+            if expiry is not None:
+                if expiry > now:
+                    return fired
+                cancelled = apply(state, Cancel(), now)
+                transition = Transition(
+                    cancelled.state, replace(cancelled.event, reason=f"{state.status}_ttl")
+                )
+                if await self._commit(state.version, transition, now) is not None:
+                    fired.append((transition, now - expiry))
+                    return fired
+            else:
+                if deadline is None or deadline > now:
+                    return fired
+                if len(fired) >= MAX_CATCH_UP:
+                    raise StoreUnavailable("too many overdue timeouts to apply")
+                transition = apply(state, Timeout(), now)
+                if await self._commit(state.version, transition, now) is not None:
+                    fired.append((transition, now - deadline))
+                    state = transition.state
+                    continue
             races += 1
             metrics.CONFLICTS.labels("retry").inc()
             if races >= self.commit_retries:
                 raise StoreUnavailable("the session changed too often to apply its timeout")
             state, _ = await self.load(session_id)
+
+    def idle_expiry(self, state: SessionState) -> int | None:
+        """When the server cancels ``state`` for idling (epoch ms), or None.
+
+        A pending or paused session expires its status's TTL after its last
+        committed change (``server_time_ms`` of the stored state is the commit
+        time); other statuses never idle-expire.
+        """
+        ttl = self.idle_ttl_ms.get(state.status, 0)
+        return state.server_time_ms + ttl if ttl > 0 else None
 
     async def delete(self, session_id: str, expected_version: int | None = None) -> None:
         """Delete the session and announce it to its subscribers.
@@ -457,14 +499,33 @@ class Node:
         *,
         rate: Rate | None = None,
         epoch: str = "",
+        check_size: bool = False,
     ) -> CommandResult | None:
         """Commit ``transition``; None when the stored version (or ``epoch``) moved on.
 
         On a mismatch the store hands back the current state, which is cached
-        for the caller's retry.
+        for the caller's retry. The scheduler's wake-up time of the session is
+        its deadline while it runs, else its idle expiry (``idle_expiry``).
+
+        Raises:
+            PayloadTooLarge: with ``check_size``, the state exceeds
+                ``max_state_bytes``; nothing was written.
         """
         state = transition.state
         state_json = _encoder.encode(state)
+        if (
+            check_size
+            and self.max_state_bytes is not None
+            and len(state_json) > self.max_state_bytes
+        ):
+            raise PayloadTooLarge(
+                f"the session state would be {len(state_json)} bytes, "
+                f"more than the limit of {self.max_state_bytes}",
+                {"limit": self.max_state_bytes, "size": len(state_json)},
+            )
+        wake_ms = state.deadline_ms
+        if wake_ms is None:
+            wake_ms = self.idle_expiry(state)
         try:
             result = await self.store.commit(
                 Change(
@@ -473,7 +534,7 @@ class Node:
                     state_json=state_json,
                     change_json=_change_json(transition, state_json, now),
                     event_type=transition.event.type,
-                    deadline_ms=state.deadline_ms,
+                    deadline_ms=wake_ms,
                     finished=state.status in TERMINAL_STATUSES,
                     new_version=new_version,
                     rate=rate,
@@ -491,8 +552,8 @@ class Node:
             return None
         self._remember(state, result.epoch)
         metrics.COMMITS.labels(transition.event.type).inc()
-        if state.deadline_ms is not None and self.on_deadline is not None:
-            self.on_deadline(state.deadline_ms)
+        if wake_ms is not None and self.on_deadline is not None:
+            self.on_deadline(wake_ms)
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 

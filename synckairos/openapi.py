@@ -55,10 +55,14 @@ _ERRORS = {
     "401": _response("UNAUTHORIZED (credentials missing or invalid)", _ref("ErrorEnvelope")),
     "403": _response("FORBIDDEN (the credentials do not allow this)", _ref("ErrorEnvelope")),
     "408": _response("REQUEST_TIMEOUT (body too slow)", _ref("ErrorEnvelope")),
-    "413": _response("PAYLOAD_TOO_LARGE", _ref("ErrorEnvelope")),
+    "413": _response(
+        "PAYLOAD_TOO_LARGE (request body, or a session state over SYNCKAIROS_MAX_STATE_BYTES)",
+        _ref("ErrorEnvelope"),
+    ),
     "429": _response("RATE_LIMITED (Retry-After and RateLimit-* headers)", _ref("ErrorEnvelope")),
     "503": _response(
-        "UNAVAILABLE (state store unreachable; Retry-After; details.outcome may be unknown)",
+        "UNAVAILABLE (state store unreachable; Retry-After; details.outcome may be unknown) "
+        "or SESSION_LIMIT_REACHED (a create beyond SYNCKAIROS_MAX_LIVE_SESSIONS)",
         _ref("ErrorEnvelope"),
     ),
 }

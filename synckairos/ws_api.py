@@ -3,17 +3,20 @@
 Theory of operation
 -------------------
 A connection sends from one bounded queue, drained by its own sender task, so
-``offer`` (called by the hub for every published change) never blocks. When
-the queue overflows the socket is a slow consumer: its queue is dropped and it
-is closed with 1013; other sockets are unaffected.
+``offer`` (called by the hub for every published change) never blocks. The
+queue is bounded in messages (``max_queue``) and in characters of JSON text
+(``max_queue_bytes``). When it overflows either, the socket is a slow
+consumer: its queue is dropped and it is closed with 1013; other sockets are
+unaffected.
 
 Ordering and gaps: the connection tracks ``last_version`` and ``epoch`` of
 what it has sent. A change with the next version is sent; an older or equal
 one is dropped (a duplicate); a newer one, or one from another epoch, starts a
 *repair*: while repairing, offers are buffered; the repair reads the state and
 the history after ``last_version`` in one MULTI, sends the missed versions in
-order (or a STATE_SYNC when the history no longer has them or the epoch
-changed), then flushes the buffer through the same version filter. The same
+order (or a STATE_SYNC when the history no longer has them, the epoch
+changed, or they would weigh more than ``replay_max_bytes``: the history is
+then not even read), then flushes the buffer through the same version filter. The same
 repair serves the initial sync, RECONNECT, and the catch-up after a pub/sub
 reconnect. Because the channel is confirmed subscribed before the first repair
 reads Redis, a change committed while a socket connects or resumes is neither
@@ -83,6 +86,8 @@ class SocketConnection:
         clock: Clock,
         max_queue: int,
         message_limiter: LocalLimiter | None = None,
+        max_queue_bytes: int | None = None,
+        replay_max_bytes: int | None = None,
     ) -> None:
         self.websocket = websocket
         self.message_limiter = message_limiter
@@ -92,6 +97,12 @@ class SocketConnection:
         self.store = store
         self.clock = clock
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        """Characters of text the queue may hold (None: bounded by count only)."""
+        self.replay_max_bytes = replay_max_bytes
+        """Largest replay of missed changes; beyond it a STATE_SYNC (None: no bound)."""
+        self._queued_bytes = 0
+        self._pending_bytes = 0
         self.last_version = 0
         """Highest version sent to the client (0: nothing yet)."""
         self.epoch = ""
@@ -114,11 +125,17 @@ class SocketConnection:
     def _enqueue(self, item: _Item) -> None:
         if self._closing:
             return
-        if len(self._queue) >= self.max_queue:
+        size = len(item[0]) if isinstance(item, tuple) else 0
+        if len(self._queue) >= self.max_queue or (
+            self.max_queue_bytes is not None
+            and self._queue
+            and self._queued_bytes + size > self.max_queue_bytes
+        ):
             metrics.WS_SLOW_CONSUMERS.inc()
             logger.warning("closing slow consumer of %s (queue full)", self.session_id)
             self.close(CLOSE_TRY_AGAIN, "send queue overflow", drop_queue=True)
             return
+        self._queued_bytes += size
         self._queue.append(item)
         self._wakeup.set()
 
@@ -132,6 +149,9 @@ class SocketConnection:
             return
         if drop_queue:
             self._queue.clear()
+            self._queued_bytes = 0
+            self._pending.clear()
+            self._pending_bytes = 0
         self._queue.append(_Close(code, reason))
         self._closing = True
         self._wakeup.set()
@@ -158,6 +178,7 @@ class SocketConnection:
                     return
                 if isinstance(item, tuple):
                     text, committed_at = item
+                    self._queued_bytes -= len(text)
                     await websocket.send_text(text)
                     if committed_at:
                         metrics.WS_DELIVERY_LATENCY.observe(
@@ -174,11 +195,7 @@ class SocketConnection:
         if self._closing:
             return
         if self._buffering:
-            self._pending.append(delivery)
-            if len(self._pending) > 4 * self.max_queue:
-                # Far behind: forget the buffer, the repair will STATE_SYNC.
-                self._pending.clear()
-                self.last_version = -1
+            self._hold(delivery)
             return
         self._accept(delivery)
 
@@ -195,8 +212,20 @@ class SocketConnection:
             self.last_version = delivery.version
             self._enqueue((delivery.text, delivery.ts))
             return
-        self._pending.append(delivery)
+        self._hold(delivery)
         self.resync()
+
+    def _hold(self, delivery: Delivery) -> None:
+        """Buffer ``delivery`` until the repair under way ends (bounded)."""
+        self._pending.append(delivery)
+        self._pending_bytes += len(delivery.text)
+        if len(self._pending) > 4 * self.max_queue or (
+            self.max_queue_bytes is not None and self._pending_bytes > self.max_queue_bytes
+        ):
+            # Far behind: forget the buffer, the repair will STATE_SYNC.
+            self._pending.clear()
+            self._pending_bytes = 0
+            self.last_version = -1
 
     def resync(self, *, full: bool = False) -> None:
         """Catch up from the history in the background (gap, epoch change, pub/sub loss).
@@ -244,16 +273,21 @@ class SocketConnection:
                 self._buffering = False
                 pending = sorted(self._pending, key=lambda d: d.version)
                 self._pending = []
+                self._pending_bytes = 0
                 for delivery in pending:
                     if not self._buffering:
                         self._accept(delivery)
                     else:
-                        self._pending.append(delivery)
+                        self._hold(delivery)
 
     async def _repair(self, since: int, epoch: str | None, full: bool) -> tuple[bool, int]:
         # A client may claim any version; beyond every real one (and beyond the
         # stream ids Redis accepts) it simply gets a STATE_SYNC.
-        history = await self.store.read_since(self.session_id, min(max(since, 0), _MAX_VERSION))
+        history = await self.store.read_since(
+            self.session_id,
+            0 if full else min(max(since, 0), _MAX_VERSION),
+            self.replay_max_bytes,
+        )
         now = self.clock()
         if not history.state_json:
             self.last_version, self.epoch = 0, ""
@@ -401,6 +435,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         clock=clock,
         max_queue=state.settings.ws_send_queue,
         message_limiter=admission.socket_limiter(),
+        max_queue_bytes=state.settings.ws_send_queue_bytes,
+        replay_max_bytes=state.settings.ws_replay_max_bytes,
     )
     sender = asyncio.create_task(connection.run_sender())
     metrics.WS_OPEN.inc()

@@ -120,8 +120,14 @@ class Store(Protocol):
         """
         ...
 
-    async def read_since(self, session_id: str, since: int) -> HistorySlice:
-        """Read, atomically, the session's state and its changes after ``since``."""
+    async def read_since(
+        self, session_id: str, since: int, max_bytes: int | None = None
+    ) -> HistorySlice:
+        """Read, atomically, the session's state and its changes after ``since``.
+
+        With ``max_bytes``, changes that would weigh more are not read
+        (``changes`` is empty: the caller sends the state instead).
+        """
         ...
 
     async def claim_due(

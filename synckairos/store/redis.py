@@ -36,6 +36,7 @@ from synckairos.exceptions import (
     Conflict,
     RateLimited,
     SessionExists,
+    SessionLimitReached,
     SessionNotFound,
     StoreUnavailable,
 )
@@ -97,11 +98,17 @@ class RedisStore:
         min_replica_acks: int = 0,
         replica_ack_timeout_ms: int = 500,
         view: PrimaryView | None = None,
+        history_max_bytes: int | None = None,
+        max_live_sessions: int = 0,
     ) -> None:
         self.client = client
         """The redis-py asyncio client (``decode_responses=False``)."""
         self.prefix = prefix
         self.history_maxlen = history_maxlen
+        self.history_max_bytes = history_max_bytes
+        """Bytes of history kept per session (None: only ``history_maxlen`` bounds it)."""
+        self.max_live_sessions = max_live_sessions
+        """Cap on unfinished sessions checked by every create (0: no cap)."""
         self.outbox_maxlen = outbox_maxlen
         self.finished_ttl_ms = finished_ttl_ms
         self.failover_budget_s = failover_budget_s
@@ -132,6 +139,8 @@ class RedisStore:
             min_replica_acks=settings.redis_min_replica_acks,
             replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
             view=primary_view if settings.redis_sentinels else None,
+            history_max_bytes=settings.history_max_bytes,
+            max_live_sessions=settings.max_live_sessions,
         )
 
     def keys(self, session_id: str) -> SessionKeys:
@@ -235,15 +244,30 @@ class RedisStore:
             return StoredSession(b"", "", deleted=True) if tombstone else None
         return StoredSession(state_json=state, epoch=(epoch or b"").decode())
 
+    def history_length(self, change_bytes: int) -> int:
+        """Entries the history keeps after a commit of ``change_bytes`` bytes.
+
+        min(``history_maxlen``, ``history_max_bytes`` // ``change_bytes``), at
+        least 1: one session's changes all weigh about the same (each carries
+        the whole state), so this bounds the history's bytes.
+        """
+        if self.history_max_bytes is None:
+            return self.history_maxlen
+        return max(1, min(self.history_maxlen, self.history_max_bytes // max(1, change_bytes)))
+
     async def commit(self, change: Change) -> CommitResult:
         """Commit ``change`` atomically if the stored version matches.
 
         Every attempt carries the same commit token, so a retry after a lost
         reply (or a failover) applies the change at most once. In durability
         mode the change is acknowledged only once ``min_replica_acks``
-        replicas have it.
+        replicas have it. The history is trimmed to ``history_length`` of
+        this change. A create (``expected_version`` 0, no ``new_version``:
+        not a restore) is refused when ``max_live_sessions`` unfinished
+        sessions exist, checked in the same script.
 
         Raises:
+            SessionLimitReached: a create beyond ``max_live_sessions``; nothing written.
             SessionExists: ``expected_version`` is 0 and the session exists.
             SessionNotFound: the session does not exist (any other version).
             StoreUnavailable: Redis cannot be reached or failed, or the change
@@ -261,7 +285,7 @@ class RedisStore:
             change.session_id,
             # A create's epoch: the caller's (a restore keeps its incarnation) or a new one.
             (change.expected_version == 0 and change.expected_epoch) or secrets.token_hex(8),
-            self.history_maxlen,
+            self.history_length(len(change.change_json)),
             self.outbox_maxlen,
             uuid.uuid4().hex,
             self.finished_ttl_ms if change.finished else 0,
@@ -272,6 +296,9 @@ class RedisStore:
             "" if rate is None else rate.limit,
             "" if rate is None else rate.period_ms,
             change.expected_epoch,
+            self.max_live_sessions
+            if change.expected_version == 0 and change.new_version is None
+            else "",
         ]
         result = await self._call(
             "commit", lambda: self._run_commit(script_keys, args), outcome_unknown=True
@@ -299,6 +326,12 @@ class RedisStore:
                 "on this session exceeded",
                 {"limit": "switch", "retry_after_ms": verdict.retry_after_ms},
                 verdict.headers(),
+            )
+        if status == -4:
+            raise SessionLimitReached(
+                f"the server holds its maximum of {self.max_live_sessions} live sessions; "
+                "retry later",
+                {"limit": self.max_live_sessions},
             )
         if status == -1:
             raise SessionExists(
@@ -341,14 +374,27 @@ class RedisStore:
             )
         return int(version) > 0
 
-    async def read_since(self, session_id: str, since: int) -> HistorySlice:
-        """Read the state, version, epoch and the changes after ``since`` in one MULTI.
+    async def read_since(
+        self, session_id: str, since: int, max_bytes: int | None = None
+    ) -> HistorySlice:
+        """Read the state, version, epoch and the changes after ``since``.
 
-        The history holds the last ``history_maxlen`` changes; when ``since`` is
+        The history holds the last ``history_length`` changes; when ``since`` is
         older than that, ``changes`` starts later than ``since + 1`` and the
         caller must fall back to a full state sync.
+
+        Without ``max_bytes`` everything is read in one MULTI. With it, the
+        state is read first; the history is read (one MULTI with the epoch,
+        only up to that state's version) only when ``since`` is between 1 and
+        the version and the missed changes, estimated as their count times the
+        state's size (each change carries the whole state), weigh at most
+        ``max_bytes``. Otherwise, or when the epoch changed in between,
+        ``changes`` is empty: the caller sends a STATE_SYNC, and never more
+        than about ``max_bytes`` of history is held in memory for one call.
         """
         keys = self.keys(session_id)
+        if max_bytes is not None:
+            return await self._read_bounded(keys, since, max_bytes)
 
         async def read() -> list[Any]:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -362,6 +408,31 @@ class RedisStore:
             return HistorySlice(b"", 0, "", [])
         changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
         return HistorySlice(state, int(version), epoch.decode(), changes)
+
+    async def _read_bounded(self, keys: SessionKeys, since: int, max_bytes: int) -> HistorySlice:
+        reply: list[Any] = await self._call(
+            "read_since", lambda: self.client.hmget(keys.state, ["s", "v", "e"])
+        )
+        state, version, epoch = reply
+        if state is None:
+            return HistorySlice(b"", 0, "", [])
+        current = HistorySlice(state, int(version), epoch.decode(), [])
+        missed = current.version - since
+        if since <= 0 or missed <= 0 or missed * len(state) > max_bytes:
+            return current
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hget(keys.state, "e")
+                pipe.xrange(keys.history, min=f"{since + 1}-0", max=f"{current.version}-0")
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+        now_epoch, entries = await self._call("read_since", read)
+        if now_epoch != epoch:
+            return current
+        changes = [(int(entry_id.split(b"-")[0]), fields[b"c"]) for entry_id, fields in entries]
+        return HistorySlice(state, current.version, current.epoch, changes)
 
     async def claim_due(
         self, now: int, limit: int, lease_ms: int

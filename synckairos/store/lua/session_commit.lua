@@ -31,12 +31,15 @@
 -- ARGV[17] expected epoch, or "": the change was computed from this incarnation
 --          of the session (a session deleted and created again under the same
 --          id restarts its versions; its epoch differs)
+-- ARGV[18] cap on unfinished sessions (SCARD of KEYS[6]) for a create, or "" / "0"
+--          for none (restores pass "")
 --
 -- Returns {1, epoch} when committed, {2, epoch} when this very change (same
 -- token) was committed by an earlier attempt whose reply was lost, {0,
 -- actual_version, state, epoch} on a version mismatch (the current state), {-1} when creating a session that
 -- exists, {-2} when the session is missing, {-3, retry_after_ms, reset_ms} when
--- the session's rate limit is exhausted (nothing written).
+-- the session's rate limit is exhausted (nothing written), {-4} when a create
+-- would exceed the cap on unfinished sessions (nothing written).
 --
 -- A retry is thereby idempotent: it never applies a change twice. The
 -- already-committed path rewrites the hash's token field, so that a WAIT
@@ -59,6 +62,8 @@ if current and tonumber(current) >= version then
 end
 if expected == 0 then
   if current then return {-1} end
+  local cap = tonumber(ARGV[18] or '') or 0
+  if cap > 0 and redis.call('SCARD', KEYS[6]) >= cap then return {-4} end
   redis.call('DEL', KEYS[2])
   redis.call('HDEL', KEYS[1], 'd')    -- a tombstone of an earlier session with this id
   redis.call('PERSIST', KEYS[1])
