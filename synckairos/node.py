@@ -24,6 +24,7 @@ from msgspec.structs import replace
 
 from synckairos import metrics
 from synckairos.audit.archive import AuditArchive
+from synckairos.auth import STALE_TOKEN
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
@@ -44,6 +45,7 @@ from synckairos.exceptions import (
     SessionNotFound,
     StoreUnavailable,
     SyncKairosError,
+    Unauthorized,
 )
 from synckairos.store import Change, Store
 
@@ -62,10 +64,15 @@ MAX_CATCH_UP = 100_000
 
 
 class Preconditions(msgspec.Struct, frozen=True):
-    """Optional client preconditions of a command (409 ``CONFLICT`` when false)."""
+    """Optional client preconditions of a command (409 ``CONFLICT`` when false).
+
+    ``epoch`` is the incarnation a session token names (claim ``ep``): on
+    another one the command is refused with 401 ``UNAUTHORIZED``.
+    """
 
     expected_version: int | None = None
     current_participant_id: str | None = None
+    epoch: str | None = None
 
 
 class CommandResult(msgspec.Struct, frozen=True):
@@ -205,9 +212,15 @@ class Node:
             metrics.RECOVERIES.inc()
         return result is not None
 
-    async def get(self, session_id: str) -> bytes:
-        """Return the session's state JSON with ``server_time_ms`` set to now."""
-        state, _ = await self.load(session_id)
+    async def get(self, session_id: str, *, epoch: str | None = None) -> bytes:
+        """Return the session's state JSON with ``server_time_ms`` set to now.
+
+        Raises:
+            SessionNotFound: no such session.
+            Unauthorized: ``epoch`` (a token's) is not the session's incarnation.
+        """
+        state, current = await self.load(session_id)
+        _check_epoch(epoch, current)
         return _encoder.encode(replace(state, server_time_ms=self.clock()))
 
     async def create(self, spec: CreateSession) -> CommandResult:
@@ -285,7 +298,7 @@ class Node:
                     continue
             else:
                 try:
-                    _check(pre, state)
+                    _check(pre, state, epoch)
                     transition = apply(state, command, now)
                 except SyncKairosError:
                     if fresh:
@@ -356,16 +369,26 @@ class Node:
                 raise StoreUnavailable("the session changed too often to apply its timeout")
             state, _ = await self.load(session_id)
 
-    async def delete(self, session_id: str, expected_version: int | None = None) -> None:
+    async def delete(
+        self, session_id: str, expected_version: int | None = None, *, epoch: str | None = None
+    ) -> None:
         """Delete the session and announce it to its subscribers.
 
         Raises:
-            SessionNotFound: no such session.
+            SessionNotFound: no such session (or, in a race, not the incarnation
+                ``epoch`` names).
+            Unauthorized: ``epoch`` (a token's) is not the session's incarnation.
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
+        if epoch is not None:
+            stored = await self.store.load(session_id)
+            if stored is not None and not stored.deleted:
+                _check_epoch(epoch, stored.epoch)
         deletion = b'{"deleted":true,"ts":%d}' % self.clock()
         self._forget(session_id)
-        if not await self.store.delete(session_id, deletion, expected_version):
+        if not await self.store.delete(
+            session_id, deletion, expected_version, expected_epoch=epoch or ""
+        ):
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
 
     async def _commit(
@@ -416,7 +439,13 @@ class Node:
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 
-def _check(pre: Preconditions, state: SessionState) -> None:
+def _check_epoch(expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise Unauthorized(STALE_TOKEN)
+
+
+def _check(pre: Preconditions, state: SessionState, epoch: str) -> None:
+    _check_epoch(pre.epoch, epoch)
     if pre.expected_version is not None and pre.expected_version != state.version:
         metrics.CONFLICTS.labels("precondition").inc()
         raise Conflict(
