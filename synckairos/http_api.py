@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -200,6 +200,13 @@ async def _body(request: Request) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"request body not received within {timeout_s} s") from None
+    except ClientDisconnect:
+        # The client went away mid-body (or sent a malformed framing that the
+        # HTTP parser gave up on): nothing to answer, and not a server error.
+        raise ValidationFailed(
+            "request body incomplete: the client disconnected",
+            [{"field": "body", "message": "incomplete"}],
+        ) from None
     return b"".join(chunks)
 
 
