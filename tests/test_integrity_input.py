@@ -51,8 +51,8 @@ def _settings(redis_server: EmbeddedRedis, **overrides: Any) -> Settings:
 def _hash(settings: Settings, session_id: str) -> dict[bytes, bytes]:
     client = redis.Redis.from_url(settings.redis_target())
     try:
-        found: dict[bytes, bytes] = client.hgetall(f"{settings.key_prefix}:{{{session_id}}}")
-        return found
+        found = client.hgetall(f"{settings.key_prefix}:{{{session_id}}}")
+        return {bytes(k): bytes(v) for k, v in found.items()}  # type: ignore[arg-type]
     finally:
         client.close()
 
