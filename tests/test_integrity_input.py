@@ -77,6 +77,14 @@ def open_app(redis_server: EmbeddedRedis) -> Iterator[tuple[TestClient, Settings
 
 @pytest.fixture
 def secured(redis_server: EmbeddedRedis) -> Iterator[tuple[TestClient, Settings]]:
+    settings = _settings(redis_server, api_keys=KEY, token_secret=SECRET)
+    with TestClient(create_app(settings, clock=FakeClock())) as client:
+        yield client, settings
+
+
+@pytest.fixture
+def short_lived(redis_server: EmbeddedRedis) -> Iterator[tuple[TestClient, Settings]]:
+    """Tokens live at most 2 hours."""
     settings = _settings(redis_server, api_keys=KEY, token_secret=SECRET, token_max_ttl_s=7_200)
     with TestClient(create_app(settings, clock=FakeClock())) as client:
         yield client, settings
@@ -404,8 +412,8 @@ def test_a_participant_cannot_choose_who_plays_next(secured: tuple[TestClient, S
 # ------------------------------------------------------------------ tokens
 
 
-def test_token_lifetime_is_bounded(secured: tuple[TestClient, Settings]):
-    client, settings = secured
+def test_token_lifetime_is_bounded(short_lived: tuple[TestClient, Settings]):
+    client, settings = short_lived
     sid = _started(client)["session_id"]
     _error(
         client.post(
