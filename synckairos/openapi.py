@@ -80,9 +80,9 @@ _IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "required": False,
-    "description": "Session version the command expects (same as expected_version): "
-    "1 to 2^53 - 1, bare, quoted or weak (W/).",
-    "schema": {"type": "string", "pattern": r'^[ \t]*(W/)?"?[0-9]{1,16}"?[ \t]*$'},
+    "description": "Session version the command expects (same as expected_version), "
+    "bare, quoted or weak (W/); a value above 2^53 - 1 never matches (409).",
+    "schema": {"type": "string", "pattern": r'^[ \t]*(W/)?"?[0-9]+"?[ \t]*$'},
 }
 
 
