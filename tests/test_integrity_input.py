@@ -19,6 +19,7 @@ import httpx
 import jwt
 import pytest
 import redis
+import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
@@ -589,3 +590,56 @@ async def test_a_socket_waiting_for_a_deleted_session_does_not_follow_its_succes
             code, seen = await _closed(ws)
             assert code == 1008
             assert "STATE_UPDATE" not in seen and "STATE_SYNC" not in seen
+
+
+# ------------------------------------------------------------------ the real stack
+
+
+async def test_after_a_redis_loss_an_id_in_another_case_restores_its_one_session(
+    redis_server: EmbeddedRedis, audit_dsn: str
+):
+    """Issue 14: ids that differ in case were two sessions in Redis and one ``uuid`` in
+    PostgreSQL; after a Redis loss the wrong snapshot came back and the session was 404.
+
+    Server, worker, Redis and PostgreSQL are real processes.
+    """
+    from tests.test_audit_e2e import Stack, _wait_for_drain
+
+    stack = Stack(redis_server.url, audit_dsn)
+    try:
+        async with httpx.AsyncClient(base_url=stack.server.url) as http:
+            body = session_body(participants=2, budget_ms=3_600_000)
+            sid = body["session_id"]
+            upper = {
+                **body,
+                "session_id": sid.upper(),
+                "participants": [
+                    {**p, "participant_id": p["participant_id"].upper()}
+                    for p in body["participants"]
+                ],
+            }
+            assert (await http.post("/v1/sessions", json=upper)).status_code == 201
+            impostor = session_body(participants=3, session_id=sid)
+            refused = await http.post("/v1/sessions", json=impostor)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["code"] == "SESSION_EXISTS"
+            assert (await http.post(f"/v1/sessions/{sid.upper()}/start")).status_code == 200
+            assert (await http.post(f"/v1/sessions/{sid}/switch")).status_code == 200
+            await _wait_for_drain(stack, {sid: 3})
+            # Redis loses the session (every spelling of its keys).
+            client = aioredis.Redis.from_url(redis_server.url)
+            for spelling in (sid, sid.upper()):
+                base = f"{stack.prefix}:{{{spelling}}}"
+                await client.delete(base, f"{base}:history")
+            await client.aclose()
+            for spelling in (sid.upper(), sid):
+                got = await http.get(f"/v1/sessions/{spelling}")
+                assert got.status_code == 200, got.text
+                state = got.json()["data"]
+                assert state["session_id"] == sid and state["recovered"] is True
+                assert [p["participant_id"] for p in state["participants"]] == [
+                    p["participant_id"] for p in body["participants"]
+                ]
+                assert state["active_participant_id"] == body["participants"][1]["participant_id"]
+    finally:
+        stack.stop()
