@@ -15,7 +15,9 @@ Two independent switches, both off by default (``synckairos dev``):
   controller    everything on its session (create it, start, pause, ...)
   participant   read, subscribe, and switch *only while it is the active
                 participant* (``pid`` claim): a double click or a
-                replayed request cannot advance two turns
+                replayed request cannot advance two turns; the
+                rotation order picks the next participant
+                (``Switch.rotation_only``, docs/security.md)
   spectator     read and subscribe
   ============  =======================================================
 

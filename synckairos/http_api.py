@@ -87,7 +87,9 @@ _UNAVAILABLE_MESSAGE = "the state store is unavailable; retry after Retry-After"
 
 def _error(exc: SyncKairosError) -> Response:
     headers: dict[str, str] | None = None
-    if isinstance(exc, StoreUnavailable) and exc.__cause__ is not None:
+    if isinstance(exc, StoreUnavailable) and (
+        exc.__cause__ is not None or exc.__context__ is not None
+    ):  # raised from a driver's error: its text stays in the log
         logger.warning("answering 503: %s", exc.message)
         exc = StoreUnavailable(_UNAVAILABLE_MESSAGE, exc.details)
     if exc.status_hint == 503:
