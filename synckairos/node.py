@@ -39,6 +39,7 @@ from synckairos.core import (
     is_overdue,
     iso_ms,
 )
+from synckairos.core.ids import canonical_state
 from synckairos.exceptions import (
     Conflict,
     SessionExists,
@@ -194,7 +195,7 @@ class Node:
         snapshot = await self.archive.latest_snapshot(session_id)
         if snapshot is None:
             return False
-        persisted = _state_decoder.decode(snapshot)
+        persisted = canonical_state(_state_decoder.decode(snapshot))  # legacy upper case
         now = self.clock()
         restored = replace(
             persisted,

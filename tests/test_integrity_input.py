@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import jwt
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -643,3 +644,64 @@ async def test_after_a_redis_loss_an_id_in_another_case_restores_its_one_session
                 assert state["active_participant_id"] == body["participants"][1]["participant_id"]
     finally:
         stack.stop()
+
+
+def test_a_legacy_snapshot_with_upper_case_ids_is_restored_in_canonical_form(
+    redis_server: EmbeddedRedis, audit_dsn: str
+):
+    """A snapshot archived by an earlier version, with upper-case ids, comes back lowercase."""
+    import asyncpg
+
+    from synckairos.core import CreateSession, NewParticipant, Start, apply, create_session
+    from synckairos.core.model import SyncMode
+    from tests.conftest import run_coroutine
+
+    sid, first, second = new_id(), new_id(), new_id()
+    spec = CreateSession(
+        session_id=sid.upper(),
+        sync_mode=SyncMode.PER_PARTICIPANT,
+        participants=[
+            NewParticipant(first.upper(), 60_000, 0),
+            NewParticipant(second.upper(), 60_000, 1),
+        ],
+        total_time_ms=60_000,
+    )
+    clock = FakeClock()
+    state = apply(create_session(spec, clock.now).state, Start(), clock.now).state
+    assert state.session_id == sid.upper()
+
+    async def archive() -> None:
+        conn = await asyncpg.connect(audit_dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO sync_events (id, session_id, event_type, state_snapshot,"
+                " version, epoch, committed_at_ms) VALUES ($1::text::uuid, $2::text::uuid,"
+                " 'session_started', $3::jsonb, 2, 'legacy', $4)",
+                new_id(),
+                sid.upper(),
+                msgspec.json.encode(state).decode(),
+                clock.now,
+            )
+        finally:
+            await conn.close()
+
+    run_coroutine(archive())
+    settings = _settings(redis_server, database_url=audit_dsn)
+    with TestClient(create_app(settings, clock=clock)) as client:
+        for spelling in (sid, sid.upper()):
+            got = client.get(f"/v1/sessions/{spelling}")
+            assert got.status_code == 200, got.text
+            data = got.json()["data"]
+            assert data["session_id"] == sid and data["recovered"] is True
+            assert [p["participant_id"] for p in data["participants"]] == [first, second]
+            assert data["active_participant_id"] == first
+            assert set(data["banks"]) == {first, second}
+        switched = client.post(
+            f"/v1/sessions/{sid}/switch",
+            json={"current_participant_id": first, "next_participant_id": second},
+        )
+        assert switched.status_code == 200, switched.text
+        assert switched.json()["data"]["active_participant_id"] == second
+        version = switched.json()["data"]["version"]
+    assert _hash(settings, sid)[b"v"] == str(version).encode()
+    assert _hash(settings, sid.upper()) == {}
