@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             subscribe_timeout=settings.subscribe_timeout_s,
         )
         app.state.admission = Admission(
-            AuthPolicy.from_settings(settings.api_keys, settings.token_secret),
+            AuthPolicy.from_settings(
+                settings.api_keys, settings.token_secret, settings.token_max_ttl_s
+            ),
             Limits.from_settings(settings),
             RateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
         )

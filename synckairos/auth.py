@@ -15,7 +15,9 @@ Two independent switches, both off by default (``synckairos dev``):
   controller    everything on its session (create it, start, pause, ...)
   participant   read, subscribe, and switch *only while it is the active
                 participant* (``pid`` claim): a double click or a
-                replayed request cannot advance two turns
+                replayed request cannot advance two turns; the
+                rotation order picks the next participant
+                (``Switch.rotation_only``, docs/security.md)
   spectator     read and subscribe
   ============  =======================================================
 
@@ -29,6 +31,17 @@ What needs credentials:
 
 Missing, malformed or expired credentials answer 401 ``UNAUTHORIZED``; valid
 ones that do not allow the action, 403 ``FORBIDDEN``.
+
+Token lifetime and incarnation:
+
+* ``exp`` more than ``max_ttl_s`` (``SYNCKAIROS_TOKEN_MAX_TTL_S``) after ``iat``,
+  or after now (plus ``CLOCK_LEEWAY_S``), is refused: 401.
+* A minted token carries ``ep``, the epoch of the session's incarnation when it
+  was minted; the HTTP layer and ``Node`` refuse it (401, ``STALE_TOKEN``) on
+  another incarnation (the id deleted and created again). A token without
+  ``ep`` (signed by a backend, or minted before the session existed) is bound
+  to the session id only, as before.
+* ``sid`` and ``pid`` must be UUIDs; they are lowercased (canonical ids).
 """
 
 from __future__ import annotations
@@ -36,14 +49,36 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import time
 from collections.abc import Iterable
 
 import jwt
 import msgspec
 
 from synckairos.exceptions import Forbidden, Unauthorized
+from synckairos.wire import canonical_id
 
-__all__ = ["Action", "AuthPolicy", "Principal", "Role"]
+__all__ = [
+    "CLOCK_LEEWAY_S",
+    "DEFAULT_MAX_TTL_S",
+    "STALE_TOKEN",
+    "Action",
+    "AuthPolicy",
+    "Principal",
+    "Role",
+]
+
+#: Default of ``SYNCKAIROS_TOKEN_MAX_TTL_S``: the longest a token may live (1 day).
+DEFAULT_MAX_TTL_S = 86_400
+
+#: Seconds a backend's clock may run ahead of ours when it signs ``exp``.
+CLOCK_LEEWAY_S = 60
+
+#: Message of the 401 for a token of another incarnation of its session.
+STALE_TOKEN = (
+    "this token is for an earlier incarnation of the session "
+    "(it was deleted and created again): get a new token"
+)
 
 
 class Role(enum.StrEnum):
@@ -74,6 +109,10 @@ class Principal(msgspec.Struct, frozen=True):
     role: Role | None = None
     session_id: str | None = None
     participant_id: str | None = None
+    epoch: str | None = None
+    """A token's ``ep`` claim: the session incarnation it was minted for (None: any)."""
+    expires_at_s: int | None = None
+    """A token's ``exp`` (Unix seconds); None for API keys and anonymous callers."""
 
 
 ANONYMOUS = Principal("anonymous")
@@ -82,14 +121,24 @@ ANONYMOUS = Principal("anonymous")
 class AuthPolicy:
     """Authenticates requests and decides what they may do."""
 
-    def __init__(self, api_keys: Iterable[str] = (), secret: str | None = None) -> None:
+    def __init__(
+        self,
+        api_keys: Iterable[str] = (),
+        secret: str | None = None,
+        max_ttl_s: int = DEFAULT_MAX_TTL_S,
+    ) -> None:
         self._keys = [key.encode() for key in api_keys if key]
         self.secret = secret or None
+        self.max_ttl_s = max_ttl_s
+        """Longest lifetime of a token (``exp`` - ``iat``, or ``exp`` - now), in seconds."""
 
     @classmethod
-    def from_settings(cls, api_keys: str | None, secret: str | None) -> AuthPolicy:
-        """Build from ``SYNCKAIROS_API_KEYS`` (comma-separated) and ``SYNCKAIROS_TOKEN_SECRET``."""
-        return cls([k.strip() for k in (api_keys or "").split(",")], secret)
+    def from_settings(
+        cls, api_keys: str | None, secret: str | None, max_ttl_s: int = DEFAULT_MAX_TTL_S
+    ) -> AuthPolicy:
+        """Build from ``SYNCKAIROS_API_KEYS`` (comma-separated), ``SYNCKAIROS_TOKEN_SECRET``
+        and ``SYNCKAIROS_TOKEN_MAX_TTL_S``."""
+        return cls([k.strip() for k in (api_keys or "").split(",")], secret, max_ttl_s)
 
     @property
     def enabled(self) -> bool:
@@ -120,15 +169,24 @@ class AuthPolicy:
             return Principal("api_key", subject=f"key:{digest}")
         return self.verify_token(credential)
 
-    def verify_token(self, token: str, session_id: str | None = None) -> Principal:
+    def verify_token(
+        self, token: str, session_id: str | None = None, *, now_s: float | None = None
+    ) -> Principal:
         """The principal of a session token; with ``session_id``, it must be for that session.
 
+        ``sid`` and ``pid`` are returned lowercased (canonical ids); ``exp`` must
+        lie within ``max_ttl_s`` of ``iat`` (when present) and of ``now_s``
+        (default: the system clock) plus ``CLOCK_LEEWAY_S``.
+
         Raises:
-            Unauthorized: no token secret configured, or the token is invalid or expired.
+            Unauthorized: no token secret configured, or the token is invalid,
+                expired, lives longer than ``max_ttl_s``, or its ``sid``/``pid``
+                is not a UUID.
             Forbidden: the token is for another session.
         """
         if self.secret is None:
             raise Unauthorized("unknown API key (session tokens are not enabled)")
+        now = time.time() if now_s is None else now_s
         try:
             claims = jwt.decode(
                 token,
@@ -139,15 +197,36 @@ class AuthPolicy:
             role = Role(claims["role"])
         except (jwt.PyJWTError, ValueError, KeyError) as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
+        exp, iat = claims["exp"], claims.get("iat")
+        if not isinstance(exp, int | float) or (
+            exp - now > self.max_ttl_s + CLOCK_LEEWAY_S
+            or (isinstance(iat, int | float) and exp - iat > self.max_ttl_s)
+        ):
+            raise Unauthorized(
+                f"invalid token: it lives longer than the maximum of {self.max_ttl_s} s"
+            )
+        sid = claims["sid"]
+        sid = canonical_id(sid) if isinstance(sid, str) else None
+        if sid is None:
+            raise Unauthorized("invalid token: sid must be a UUID")
         participant = claims.get("pid")
-        if role is Role.PARTICIPANT and not isinstance(participant, str):
+        if participant is not None:
+            participant = canonical_id(participant) if isinstance(participant, str) else None
+            if participant is None:
+                raise Unauthorized("invalid token: pid must be a UUID")
+        if role is Role.PARTICIPANT and participant is None:
             raise Unauthorized("invalid token: a participant token needs a pid claim")
+        epoch = claims.get("ep")
+        if epoch is not None and not isinstance(epoch, str):
+            raise Unauthorized("invalid token: ep must be a string")
         principal = Principal(
             "token",
-            subject=f"{role.value}:{participant or ''}:{claims['sid']}",
+            subject=f"{role.value}:{participant or ''}:{sid}",
             role=role,
-            session_id=str(claims["sid"]),
-            participant_id=participant if isinstance(participant, str) else None,
+            session_id=sid,
+            participant_id=participant,
+            epoch=epoch or None,
+            expires_at_s=int(exp),
         )
         if session_id is not None and principal.session_id != session_id:
             raise Forbidden("this token is for another session")
@@ -194,8 +273,12 @@ class AuthPolicy:
         participant_id: str | None,
         ttl_s: int,
         now_s: int,
+        epoch: str | None = None,
     ) -> str:
         """A signed token for ``session_id`` valid ``ttl_s`` seconds from ``now_s``.
+
+        ``epoch`` (claim ``ep``) binds it to that incarnation of the session.
+        The caller checks ``ttl_s`` against ``max_ttl_s``.
 
         Raises:
             Forbidden: no token secret is configured.
@@ -210,4 +293,6 @@ class AuthPolicy:
         }
         if participant_id is not None:
             claims["pid"] = participant_id
+        if epoch:
+            claims["ep"] = epoch
         return jwt.encode(claims, self.secret, algorithm="HS256")

@@ -74,6 +74,10 @@ class Settings(msgspec.Struct, frozen=True):
     token_secret: str | None = None
     #: ``SYNCKAIROS_TOKEN_TTL_S``: default lifetime of minted tokens.
     token_ttl_s: int = 3_600
+    #: ``SYNCKAIROS_TOKEN_MAX_TTL_S``: longest lifetime of any token: minting a
+    #: longer ``ttl_s`` is refused (400), and a token whose ``exp`` lies further
+    #: from its ``iat`` (or from now) is refused (401).
+    token_max_ttl_s: int = 86_400
     #: ``SYNCKAIROS_CORS_ORIGINS``: comma-separated origins allowed by CORS (``*``
     #: for any); unset: no CORS headers.
     cors_origins: str | None = None
@@ -309,6 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "redis_replica_ack_timeout_ms",
         "redis_sentinel_poll_ms",
         "token_ttl_s",
+        "token_max_ttl_s",
         "max_connections",
         "http_idle_timeout_s",
         "http_header_timeout_s",
@@ -325,6 +330,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SYNCKAIROS_WS_SEND_QUEUE_BYTES must be at least 2 x SYNCKAIROS_MAX_STATE_BYTES "
             "+ SYNCKAIROS_WS_REPLAY_MAX_BYTES"
         )
+    if settings.token_ttl_s > settings.token_max_ttl_s:
+        raise ConfigError("SYNCKAIROS_TOKEN_TTL_S must not exceed SYNCKAIROS_TOKEN_MAX_TTL_S")
     if settings.redis_min_replica_acks < 0:
         raise ConfigError("SYNCKAIROS_REDIS_MIN_REPLICA_ACKS must be 0 or more")
     settings.sentinel_addresses()  # raises on a malformed list

@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from synckairos import __version__, metrics
 from synckairos.admission import Admission
-from synckairos.auth import Action, Principal, Role
+from synckairos.auth import STALE_TOKEN, Action, Principal, Role
 from synckairos.config import Rate
 from synckairos.core import Cancel, Command, Complete, CreateSession, Pause, Resume, Start, Switch
 from synckairos.exceptions import (
@@ -30,7 +30,10 @@ from synckairos.exceptions import (
     PayloadTooLarge,
     RateLimited,
     RequestTimeout,
+    SessionNotFound,
+    StoreUnavailable,
     SyncKairosError,
+    Unauthorized,
     ValidationFailed,
 )
 from synckairos.node import CommandResult, Node, Preconditions
@@ -42,11 +45,12 @@ from synckairos.wire import (
     TimeResponse,
     TokenRequest,
     TokenResponse,
+    canonical_create,
+    canonical_id,
     data_envelope,
     decode_body,
     encode,
     error_envelope,
-    is_uuid,
 )
 
 __all__ = ["routes"]
@@ -56,7 +60,15 @@ logger = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _JSON = "application/json"
-_IF_MATCH_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+#: ``If-Match: <version>``, ``"<version>"`` or ``W/"<version>"``: ASCII digits only
+#: (``\d`` would take any Unicode digit).
+_IF_MATCH_RE = re.compile(r'[ \t]*(?:W/)?"?([0-9]+)"?[ \t]*', re.ASCII)
+#: The largest version a session can have (a JavaScript-safe integer).
+_MAX_VERSION = 2**53 - 1
+#: What an ``If-Match`` above ``_MAX_VERSION`` stands for: a version no session
+#: has, so the precondition fails with the usual 409. Such a value is never
+#: converted to an int (Python refuses ints of more than 4,300 digits: a 500).
+_NEVER_MATCHES = _MAX_VERSION + 1
 
 
 def _json(body: bytes, status: int = 200, version: int | None = None) -> Response:
@@ -68,8 +80,18 @@ def _json(body: bytes, status: int = 200, version: int | None = None) -> Respons
 RETRY_AFTER_S = 1
 
 
+#: What a client is told when a dependency failed: the driver's own text (which
+#: may quote a query, an address or the input) goes to the log, never out.
+_UNAVAILABLE_MESSAGE = "the state store is unavailable; retry after Retry-After"
+
+
 def _error(exc: SyncKairosError) -> Response:
     headers: dict[str, str] | None = None
+    if isinstance(exc, StoreUnavailable) and (
+        exc.__cause__ is not None or exc.__context__ is not None
+    ):  # raised from a driver's error: its text stays in the log
+        logger.warning("answering 503: %s", exc.message)
+        exc = StoreUnavailable(_UNAVAILABLE_MESSAGE, exc.details)
     if exc.status_hint == 503:
         headers = {"Retry-After": str(getattr(exc, "retry_after_s", RETRY_AFTER_S))}
     elif isinstance(exc, RateLimited):
@@ -150,8 +172,14 @@ def _session_rate(request: Request) -> Rate | None:
 
 
 def _session_id(request: Request) -> str:
-    session_id: str = request.path_params["session_id"]
-    if not is_uuid(session_id):
+    """The path's session id in canonical (lowercase) form.
+
+    Raises:
+        ValidationFailed: the whole segment is not a UUID (a percent-encoded
+            newline or control character included).
+    """
+    session_id = canonical_id(request.path_params["session_id"])
+    if session_id is None:
         raise ValidationFailed(
             "session id must be a UUID", [{"field": "session_id", "message": "must be a UUID"}]
         )
@@ -176,28 +204,40 @@ async def _body(request: Request) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"request body not received within {timeout_s} s") from None
+    except ClientDisconnect:
+        # The client went away mid-body (or sent a malformed framing that the
+        # HTTP parser gave up on): nothing to answer, and not a server error.
+        raise ValidationFailed(
+            "request body incomplete: the client disconnected",
+            [{"field": "body", "message": "incomplete"}],
+        ) from None
     return b"".join(chunks)
 
 
 def _preconditions(
-    request: Request, expected_version: int | None, current_participant_id: str | None
+    request: Request,
+    expected_version: int | None,
+    current_participant_id: str | None,
+    epoch: str | None = None,
 ) -> Preconditions:
     header = request.headers.get("if-match")
     if header is not None:
-        match = _IF_MATCH_RE.match(header)
+        match = _IF_MATCH_RE.fullmatch(header)
         if match is None:
             raise ValidationFailed(
                 "If-Match must be a session version",
                 [{"field": "If-Match", "message": "must be an integer version"}],
             )
-        from_header = int(match.group(1))
+        digits = match.group(1).lstrip("0") or "0"
+        from_header = int(digits) if len(digits) <= 16 else _NEVER_MATCHES
+        from_header = min(from_header, _NEVER_MATCHES)
         if expected_version is not None and expected_version != from_header:
             raise ValidationFailed(
                 "If-Match and expected_version disagree",
                 [{"field": "expected_version", "message": "differs from If-Match"}],
             )
         expected_version = from_header
-    return Preconditions(expected_version, current_participant_id)
+    return Preconditions(expected_version, current_participant_id, epoch)
 
 
 def _result(result: CommandResult, status: int = 200) -> Response:
@@ -207,25 +247,29 @@ def _result(result: CommandResult, status: int = 200) -> Response:
 @endpoint("/v1/sessions")
 async def create_session(request: Request) -> Response:
     principal = await _admit(request, None, None, "create")
-    spec = decode_body(await _body(request), CreateSession)
+    spec = canonical_create(decode_body(await _body(request), CreateSession))
     admission: Admission = request.app.state.admission
     admission.auth.authorize(principal, Action.CREATE, spec.session_id)
+    if principal.epoch is not None:
+        # The token was minted for an incarnation that existed then: creating
+        # the id again makes another one, over which it has no power.
+        raise Unauthorized(STALE_TOKEN)
     return _result(await _node(request).create(spec), 201)
 
 
 @endpoint("/v1/sessions/{id}")
 async def get_session(request: Request) -> Response:
     session_id = _session_id(request)
-    await _admit(request, Action.READ, session_id, "get")
-    return _json(data_envelope(await _node(request).get(session_id)))
+    principal = await _admit(request, Action.READ, session_id, "get")
+    return _json(data_envelope(await _node(request).get(session_id, epoch=principal.epoch)))
 
 
 @endpoint("/v1/sessions/{id}")
 async def delete_session(request: Request) -> Response:
     session_id = _session_id(request)
-    await _admit(request, Action.CONTROL, session_id, "switch", per="session")
+    principal = await _admit(request, Action.CONTROL, session_id, "switch", per="session")
     pre = _preconditions(request, None, None)
-    await _node(request).delete(session_id, pre.expected_version)
+    await _node(request).delete(session_id, pre.expected_version, epoch=principal.epoch)
     return Response(status_code=204)
 
 
@@ -235,16 +279,17 @@ async def switch_session(request: Request) -> Response:
     principal = await _admit(request, Action.SWITCH, session_id, None)
     body = decode_body(await _body(request), SwitchRequest, optional=True)
     current = body.current_participant_id
+    command = Switch(body.next_participant_id)
     if principal.role is Role.PARTICIPANT:
         # A participant switches only out of its own turn: a double click or a
         # replayed request then meets a 409 instead of advancing two turns.
         if current is not None and current != principal.participant_id:
             raise Forbidden("a participant token may only switch its own turn")
         current = principal.participant_id
-    pre = _preconditions(request, body.expected_version, current)
-    result = await _node(request).execute(
-        session_id, Switch(body.next_participant_id), pre, rate=_session_rate(request)
-    )
+        # ... and the rotation order decides who plays next (docs/security.md).
+        command = Switch(body.next_participant_id, rotation_only=True)
+    pre = _preconditions(request, body.expected_version, current, principal.epoch)
+    result = await _node(request).execute(session_id, command, pre, rate=_session_rate(request))
     expired = result.transition.event.expired_participant_id
     if expired is None:
         return _result(result)
@@ -256,9 +301,11 @@ def _command_endpoint(name: str, command: Command) -> Endpoint:
     @endpoint(f"/v1/sessions/{{id}}/{name}")
     async def handle(request: Request) -> Response:
         session_id = _session_id(request)
-        await _admit(request, Action.CONTROL, session_id, None)
+        principal = await _admit(request, Action.CONTROL, session_id, None)
         body = decode_body(await _body(request), CommandRequest, optional=True)
-        pre = _preconditions(request, body.expected_version, body.current_participant_id)
+        pre = _preconditions(
+            request, body.expected_version, body.current_participant_id, principal.epoch
+        )
         rate = _session_rate(request)
         return _result(await _node(request).execute(session_id, command, pre, rate=rate))
 
@@ -280,8 +327,18 @@ async def mint_token(request: Request) -> Response:
     settings = request.app.state.settings
     admission: Admission = request.app.state.admission
     ttl_s = body.ttl_s or settings.token_ttl_s
+    if ttl_s > admission.auth.max_ttl_s:
+        raise ValidationFailed(
+            f"ttl_s exceeds the maximum token lifetime ({admission.auth.max_ttl_s} s)",
+            [{"field": "ttl_s", "message": f"must be at most {admission.auth.max_ttl_s}"}],
+        )
+    try:
+        # The token names the session's current incarnation (claim ``ep``).
+        _, epoch = await _node(request).load(session_id)
+    except SessionNotFound:
+        epoch = None  # not created yet: bound to the id only
     now_s = int(time.time())  # token expiry is checked against the system clock
-    token = admission.auth.mint(session_id, role, body.participant_id, ttl_s, now_s)
+    token = admission.auth.mint(session_id, role, body.participant_id, ttl_s, now_s, epoch)
     minted = TokenResponse(
         token, session_id, role.value, (now_s + ttl_s) * 1000, body.participant_id
     )

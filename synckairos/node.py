@@ -32,6 +32,7 @@ from msgspec.structs import replace
 
 from synckairos import metrics
 from synckairos.audit.archive import AuditArchive, Snapshot
+from synckairos.auth import STALE_TOKEN
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
@@ -48,6 +49,7 @@ from synckairos.core import (
     is_overdue,
     iso_ms,
 )
+from synckairos.core.ids import canonical_state
 from synckairos.exceptions import (
     Conflict,
     PayloadTooLarge,
@@ -55,6 +57,7 @@ from synckairos.exceptions import (
     SessionNotFound,
     StoreUnavailable,
     SyncKairosError,
+    Unauthorized,
 )
 from synckairos.store import Change, Store
 
@@ -104,10 +107,15 @@ def restore_version(persisted_version: int, now_ms: int) -> int:
 
 
 class Preconditions(msgspec.Struct, frozen=True):
-    """Optional client preconditions of a command (409 ``CONFLICT`` when false)."""
+    """Optional client preconditions of a command (409 ``CONFLICT`` when false).
+
+    ``epoch`` is the incarnation a session token names (claim ``ep``): on
+    another one the command is refused with 401 ``UNAUTHORIZED``.
+    """
 
     expected_version: int | None = None
     current_participant_id: str | None = None
+    epoch: str | None = None
 
 
 class CommandResult(msgspec.Struct, frozen=True):
@@ -248,7 +256,7 @@ class Node:
         return await self._restore(snapshot, over_version)
 
     async def _restore(self, snapshot: Snapshot, over_version: int = 0) -> bool:
-        persisted = _state_decoder.decode(snapshot.state_json)
+        persisted = canonical_state(_state_decoder.decode(snapshot.state_json))  # legacy upper case
         now = self.clock()
         version = restore_version(max(persisted.version, snapshot.version, over_version), now)
         restored = replace(
@@ -269,9 +277,15 @@ class Node:
             metrics.RECOVERIES.inc()
         return result is not None
 
-    async def get(self, session_id: str) -> bytes:
-        """Return the session's state JSON with ``server_time_ms`` set to now."""
-        state, _ = await self.load(session_id)
+    async def get(self, session_id: str, *, epoch: str | None = None) -> bytes:
+        """Return the session's state JSON with ``server_time_ms`` set to now.
+
+        Raises:
+            SessionNotFound: no such session.
+            Unauthorized: ``epoch`` (a token's) is not the session's incarnation.
+        """
+        state, current = await self.load(session_id)
+        _check_epoch(epoch, current)
         return _encoder.encode(replace(state, server_time_ms=self.clock()))
 
     async def create(self, spec: CreateSession) -> CommandResult:
@@ -373,7 +387,7 @@ class Node:
                     continue
             else:
                 try:
-                    _check(pre, state)
+                    _check(pre, state, epoch)
                     transition = apply(state, command, now)
                 except SyncKairosError:
                     if fresh:
@@ -468,16 +482,26 @@ class Node:
         ttl = self.idle_ttl_ms.get(state.status, 0)
         return state.server_time_ms + ttl if ttl > 0 else None
 
-    async def delete(self, session_id: str, expected_version: int | None = None) -> None:
+    async def delete(
+        self, session_id: str, expected_version: int | None = None, *, epoch: str | None = None
+    ) -> None:
         """Delete the session and announce it to its subscribers.
 
         Raises:
-            SessionNotFound: no such session.
+            SessionNotFound: no such session (or, in a race, not the incarnation
+                ``epoch`` names).
+            Unauthorized: ``epoch`` (a token's) is not the session's incarnation.
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
+        if epoch is not None:
+            stored = await self.store.load(session_id)
+            if stored is not None and not stored.deleted:
+                _check_epoch(epoch, stored.epoch)
         deletion = b'{"deleted":true,"ts":%d}' % self.clock()
         self._forget(session_id)
-        if await self.store.delete(session_id, deletion, expected_version):
+        if await self.store.delete(
+            session_id, deletion, expected_version, expected_epoch=epoch or ""
+        ):
             return
         # Not in Redis: a session Redis lost is restored first (as a read would),
         # so it is deleted for good and ``expected_version`` is checked on it.
@@ -485,7 +509,9 @@ class Node:
         if (
             stored is None
             and await self.restore(session_id)
-            and await self.store.delete(session_id, deletion, expected_version)
+            and await self.store.delete(
+                session_id, deletion, expected_version, expected_epoch=epoch or ""
+            )
         ):
             return
         raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
@@ -557,7 +583,13 @@ class Node:
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 
-def _check(pre: Preconditions, state: SessionState) -> None:
+def _check_epoch(expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise Unauthorized(STALE_TOKEN)
+
+
+def _check(pre: Preconditions, state: SessionState, epoch: str) -> None:
+    _check_epoch(pre.epoch, epoch)
     if pre.expected_version is not None and pre.expected_version != state.version:
         metrics.CONFLICTS.labels("precondition").inc()
         raise Conflict(

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from synckairos import __version__
-from synckairos.core.commands import CreateSession
+from synckairos.core.commands import UUID_PATTERN, CreateSession
 from synckairos.core.model import SessionState
 from synckairos.wire import (
     CommandRequest,
@@ -71,14 +71,22 @@ _SESSION_ID = {
     "name": "session_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+    "description": "A UUID, either case (answered in lowercase: ids are canonical).",
+    "schema": {
+        "type": "string",
+        "format": "uuid",
+        "pattern": UUID_PATTERN,
+        "minLength": 36,
+        "maxLength": 36,
+    },
 }
 _IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "required": False,
-    "description": "Session version the command expects (same as expected_version).",
-    "schema": {"type": "string"},
+    "description": "Session version the command expects (same as expected_version), "
+    "bare, quoted or weak (W/); a value above 2^53 - 1 never matches (409).",
+    "schema": {"type": "string", "pattern": r'^[ \t]*(W/)?"?[0-9]+"?[ \t]*$'},
 }
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from synckairos.core.commands import UUID_PATTERN, Uuid
+from synckairos.core.commands import UUID_PATTERN, CreateSession, Uuid
 from synckairos.exceptions import SyncKairosError, ValidationFailed
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "TimeResponse",
     "TokenRequest",
     "TokenResponse",
+    "canonical_create",
+    "canonical_id",
     "data_envelope",
     "decode_body",
     "encode",
@@ -38,27 +40,55 @@ T = TypeVar("T")
 Version = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]  # a JavaScript-safe integer
 
 
+def _lower_ids(struct: msgspec.Struct, *fields: str) -> None:
+    """Lowercase the given UUID fields of a freshly decoded request (canonical ids)."""
+    for name in fields:
+        value = getattr(struct, name)
+        if isinstance(value, str):
+            msgspec.structs.force_setattr(struct, name, value.lower())
+
+
 class CommandRequest(msgspec.Struct, frozen=True):
-    """Optional body of start/pause/resume/complete/cancel (ext preconditions)."""
+    """Optional body of start/pause/resume/complete/cancel (ext preconditions).
+
+    Ids are lowercased on decoding (canonical ids).
+    """
 
     expected_version: Version | None = None
     current_participant_id: Uuid | None = None
 
+    def __post_init__(self) -> None:
+        _lower_ids(self, "current_participant_id")
+
 
 class SwitchRequest(msgspec.Struct, frozen=True):
-    """Body of ``POST /v1/sessions/{id}/switch``; every field is optional."""
+    """Body of ``POST /v1/sessions/{id}/switch``; every field is optional.
+
+    Ids are lowercased on decoding (canonical ids).
+    """
 
     next_participant_id: Uuid | None = None
     expected_version: Version | None = None
     current_participant_id: Uuid | None = None
 
+    def __post_init__(self) -> None:
+        _lower_ids(self, "next_participant_id", "current_participant_id")
+
 
 class TokenRequest(msgspec.Struct, frozen=True):
-    """Body of ``POST /v1/sessions/{id}/tokens`` (ext): the token to mint."""
+    """Body of ``POST /v1/sessions/{id}/tokens`` (ext): the token to mint.
+
+    ``ttl_s`` above ``SYNCKAIROS_TOKEN_MAX_TTL_S`` is refused (400) by the
+    endpoint; the schema's bound is the largest value that setting may take.
+    ``participant_id`` is lowercased on decoding (canonical ids).
+    """
 
     role: Literal["controller", "participant", "spectator"]
     participant_id: Uuid | None = None
     ttl_s: Annotated[int, msgspec.Meta(ge=1, le=2_592_000)] | None = None
+
+    def __post_init__(self) -> None:
+        _lower_ids(self, "participant_id")
 
 
 class TokenResponse(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -115,8 +145,38 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
 def is_uuid(value: str) -> bool:
-    """True when ``value`` is a UUID in canonical text form."""
-    return _UUID_RE.match(value) is not None
+    """True when the whole of ``value`` is a UUID in text form (either case).
+
+    A trailing newline or any other extra character fails (``fullmatch``).
+    """
+    return _UUID_RE.fullmatch(value) is not None
+
+
+def canonical_id(value: str) -> str | None:
+    """The canonical (lowercase) spelling of the UUID ``value``; None when not a UUID."""
+    return value.lower() if is_uuid(value) else None
+
+
+def canonical_create(spec: CreateSession) -> CreateSession:
+    """``spec`` with every id (session, participants, groups) lowercased.
+
+    The schema has already checked that each is a UUID; ids that differ only
+    in letter case become the same id, so duplicates among them are caught by
+    the core's uniqueness rule.
+    """
+    replace = msgspec.structs.replace
+    return replace(
+        spec,
+        session_id=spec.session_id.lower(),
+        participants=[
+            replace(
+                p,
+                participant_id=p.participant_id.lower(),
+                group_id=p.group_id.lower() if p.group_id is not None else None,
+            )
+            for p in spec.participants
+        ],
+    )
 
 
 def encode(value: object) -> bytes:

@@ -21,6 +21,11 @@ repair serves the initial sync, RECONNECT, and the catch-up after a pub/sub
 reconnect. Because the channel is confirmed subscribed before the first repair
 reads Redis, a change committed while a socket connects or resumes is neither
 lost nor sent twice.
+
+Tokens: a socket opened with a token is closed with ``CLOSE_TOKEN_EXPIRED``
+(4401) when the token's ``exp`` passes (a timer per socket, set at accept), and
+with 1008 as soon as it would see another incarnation of its session than the
+token's ``ep`` names (checked before any state of it is queued).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,22 +44,25 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from synckairos import metrics, ws_messages
 from synckairos.admission import Admission
+from synckairos.auth import Principal
 from synckairos.exceptions import RateLimited, SessionNotFound, SyncKairosError
 from synckairos.fanout import PubSubListener, SubscribeTimeout
 from synckairos.hub import Hub
 from synckairos.node import Clock
 from synckairos.ratelimit import LocalLimiter
 from synckairos.store import Store
-from synckairos.wire import is_uuid
+from synckairos.wire import canonical_id
 from synckairos.ws_messages import Delivery
 
-__all__ = ["CLOSE_GOING_AWAY", "SocketConnection", "close_all", "routes"]
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_TOKEN_EXPIRED", "SocketConnection", "close_all", "routes"]
 
 logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+#: The socket's token expired: get a new token, then reconnect with it.
+CLOSE_TOKEN_EXPIRED = 4401
 
 #: The largest version a client can meaningfully name (a JavaScript-safe integer).
 _MAX_VERSION = 2**53 - 1
@@ -117,6 +126,8 @@ class SocketConnection:
         self._repair_lock = asyncio.Lock()
         self._repair_task: asyncio.Task[None] | None = None
         self._full_repair = False
+        self.token_epoch: str | None = None
+        """The incarnation the socket's token names (``ep``); None: any."""
         self.closed = asyncio.Event()
         """Set once the sender has finished (close sent, or socket gone)."""
 
@@ -199,7 +210,16 @@ class SocketConnection:
             return
         self._accept(delivery)
 
+    def _refuse_epoch(self, epoch: str) -> bool:
+        """Close (1008) when ``epoch`` is another incarnation than the token's."""
+        if self.token_epoch is None or not epoch or epoch == self.token_epoch:
+            return False
+        self.close(CLOSE_POLICY, "the token is for an earlier incarnation of this session")
+        return True
+
     def _accept(self, delivery: Delivery) -> None:
+        if not delivery.deleted and self._refuse_epoch(delivery.epoch):
+            return
         if delivery.deleted:
             self.send_text(delivery.text)
             self.close(CLOSE_NORMAL, "session deleted")
@@ -291,6 +311,8 @@ class SocketConnection:
         now = self.clock()
         if not history.state_json:
             self.last_version, self.epoch = 0, ""
+            return False, 0
+        if self._refuse_epoch(history.epoch):
             return False, 0
         changes = history.changes
         epoch_ok = epoch is None or epoch == "" or epoch == history.epoch
@@ -388,29 +410,30 @@ async def _receive_loop(websocket: WebSocket, connection: SocketConnection, cloc
         await connection.handle(text if text is not None else None, received_at)
 
 
-async def _refusal(websocket: WebSocket, session_id: str) -> str | None:
-    """Why this socket may not follow ``session_id`` (close 1008), or None.
+async def _refusal(websocket: WebSocket, session_id: str) -> tuple[str | None, Principal | None]:
+    """Why this socket may not follow ``session_id`` (close 1008), or None; and its token.
 
     With a token secret, ``?token=`` must be a valid token for the session (any
     role); then the per-IP connection rate limit applies.
     """
     admission: Admission = websocket.app.state.admission
+    principal: Principal | None = None
     if admission.auth.secret is not None:
         token = websocket.query_params.get("token")
         if not token:
             metrics.AUTH_FAILURES.labels(401).inc()
-            return "a token for this session is required (?token=)"
+            return "a token for this session is required (?token=)", None
         try:
-            admission.auth.verify_token(token, session_id)
+            principal = admission.auth.verify_token(token, session_id)
         except SyncKairosError as exc:
             metrics.AUTH_FAILURES.labels(exc.status_hint).inc()
-            return exc.message[:120]
+            return exc.message[:120], None
     ip = websocket.client.host if websocket.client else "unknown"
     try:
         await admission.limit("ws_connect", f"ip:{ip}")
     except RateLimited as exc:
-        return f"connection rate limit exceeded; retry after {exc.headers['Retry-After']} s"
-    return None
+        return f"connection rate limit exceeded; retry after {exc.headers['Retry-After']} s", None
+    return None, principal
 
 
 async def ws_endpoint(websocket: WebSocket) -> None:
@@ -418,12 +441,12 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     state: Any = websocket.app.state
     listener: PubSubListener = state.listener
     clock: Clock = state.node.clock
-    session_id = websocket.query_params.get("sessionId", "")
+    session_id = canonical_id(websocket.query_params.get("sessionId", ""))
     await websocket.accept()
-    if not is_uuid(session_id):
+    if session_id is None:
         await websocket.close(CLOSE_POLICY, "Invalid sessionId format")
         return
-    refusal = await _refusal(websocket, session_id)
+    refusal, principal = await _refusal(websocket, session_id)
     if refusal is not None:
         await websocket.close(CLOSE_POLICY, refusal)
         return
@@ -438,6 +461,16 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         max_queue_bytes=state.settings.ws_send_queue_bytes,
         replay_max_bytes=state.settings.ws_replay_max_bytes,
     )
+    expiry: asyncio.TimerHandle | None = None
+    if principal is not None:
+        connection.token_epoch = principal.epoch
+        if principal.expires_at_s is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, principal.expires_at_s - time.time()),
+                connection.close,
+                CLOSE_TOKEN_EXPIRED,
+                "token expired",
+            )
     sender = asyncio.create_task(connection.run_sender())
     metrics.WS_OPEN.inc()
     joined = False
@@ -470,6 +503,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             ):
                 logger.warning("socket of %s ended with %r", session_id, ended)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         metrics.WS_OPEN.dec()
         if joined:
             await listener.leave(connection)

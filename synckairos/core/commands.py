@@ -30,10 +30,23 @@ __all__ = [
     "Uuid",
 ]
 
-#: Canonical UUID text form (any version, either case).
+#: Canonical UUID text form (any version, either case). ``$`` of Python's ``re``
+#: also matches before a trailing newline, so ``Uuid`` pins the length as well
+#: (36 characters): together they match the whole string and nothing else, in
+#: Python (msgspec) and in ECMAScript (the OpenAPI document) alike. The HTTP and
+#: WebSocket layers lowercase every id they accept (``synckairos.wire``), so
+#: keys, channels, PostgreSQL and responses only ever see one spelling.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
-Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, description="UUID string")]
+Uuid = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=UUID_PATTERN,
+        min_length=36,
+        max_length=36,
+        description="UUID string (either case; stored and answered in lowercase)",
+    ),
+]
 BudgetMs = Annotated[int, msgspec.Meta(ge=1_000, le=86_400_000)]
 IncrementMs = Annotated[int, msgspec.Meta(ge=0, le=60_000)]
 
@@ -70,9 +83,15 @@ class Start(msgspec.Struct, frozen=True, tag=True):
 
 
 class Switch(msgspec.Struct, frozen=True, tag=True):
-    """End the active participant's turn and activate the next one."""
+    """End the active participant's turn and activate the next one.
+
+    ``next_participant_id`` may not name the participant whose turn ends
+    (unless nobody else could play). With ``rotation_only`` (a switch sent by
+    a participant's token) it may only name whom the rotation order picks.
+    """
 
     next_participant_id: str | None = None
+    rotation_only: bool = False
 
 
 class Pause(msgspec.Struct, frozen=True, tag=True):

@@ -58,7 +58,7 @@ from synckairos.core.model import (
     TimeoutActionType,
 )
 from synckairos.core.storable import id_problems, storable_problems
-from synckairos.exceptions import InvalidTransition, TimeoutNotDue, ValidationFailed
+from synckairos.exceptions import Forbidden, InvalidTransition, TimeoutNotDue, ValidationFailed
 
 __all__ = [
     "DEFAULT_TIMEOUT_ACTIONS",
@@ -236,7 +236,10 @@ def apply(state: SessionState, command: Command, now: int) -> Transition:
     Raises:
         InvalidTransition: the command is not allowed in the session's status;
             ``TimeoutNotDue`` for a ``Timeout`` before the deadline.
-        ValidationFailed: the command names a participant the session lacks.
+        ValidationFailed: the command names a participant the session lacks,
+            or a switch names the participant whose turn ends as the next one.
+        Forbidden: a ``rotation_only`` switch names someone the rotation
+            order does not pick.
     """
     handler = TRANSITIONS[state.status].get(type(command))
     if handler is None:
@@ -295,6 +298,7 @@ def _switch(state: SessionState, command: Switch, now: int) -> tuple[SessionStat
     else:
         state = _grant_increment(state, current)
     state = _end_turn(state, current.participant_id)
+    _check_next(state, current.participant_id, command)
     next_id = _pick_next(state, current.participant_id, command.next_participant_id)
     if next_id is None:
         finished = _finish(state, Status.EXPIRED, now)
@@ -449,6 +453,33 @@ def _end_turn(state: SessionState, participant_id: str) -> SessionState:
         cycle_started_ms=None,
         turn_used_ms=0,
     )
+
+
+def _check_next(state: SessionState, current_id: str, command: Switch) -> None:
+    """Refuse a ``next_participant_id`` that would let a turn keep or pick its successor.
+
+    Naming the participant whose turn ends would restart its own turn (a new
+    per-turn budget, a Fischer increment per call): refused unless the
+    rotation picks it anyway (nobody else can play, e.g. a single participant).
+    A participant's own switch (``rotation_only``) may only name whom the
+    rotation picks; controllers and API keys may name anyone else with time.
+    """
+    requested = command.next_participant_id
+    if requested is None:
+        return
+    rotation = _pick_next(state, current_id, None)
+    if requested == rotation:
+        return
+    if requested == current_id:
+        raise ValidationFailed(
+            "next_participant_id may not name the participant whose turn ends",
+            [{"field": "next_participant_id", "message": "is the participant whose turn ends"}],
+        )
+    if command.rotation_only:
+        raise Forbidden(
+            "a participant may not choose who plays next; the rotation order decides",
+            {"next_participant_id": requested, "rotation_participant_id": rotation},
+        )
 
 
 def _pick_next(state: SessionState, current_id: str, requested: str | None) -> str | None:

@@ -108,12 +108,18 @@ class Store(Protocol):
         ...
 
     async def delete(
-        self, session_id: str, deletion_json: bytes = ..., expected_version: int | None = None
+        self,
+        session_id: str,
+        deletion_json: bytes = ...,
+        expected_version: int | None = None,
+        *,
+        expected_epoch: str = "",
     ) -> bool:
         """Delete every key of the session and publish ``deletion_json``.
 
         Returns:
-            False when the session did not exist.
+            False when the session did not exist (or, with ``expected_epoch``,
+            is another incarnation; nothing is deleted then).
 
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.

@@ -344,11 +344,14 @@ class RedisStore:
         session_id: str,
         deletion_json: bytes = b'{"deleted":true}',
         expected_version: int | None = None,
+        *,
+        expected_epoch: str = "",
     ) -> bool:
         """Delete the session's keys, audit and publish the deletion.
 
         Returns:
-            False when the session did not exist.
+            False when the session did not exist (or, with ``expected_epoch``,
+            exists as another incarnation: nothing is deleted then).
 
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
@@ -363,6 +366,7 @@ class RedisStore:
             deletion_json,
             "" if expected_version is None else expected_version,
             self.finished_ttl_ms,
+            expected_epoch,
         ]
         version = await self._call(
             "delete", lambda: self._delete(keys=script_keys, args=args), outcome_unknown=True

@@ -38,7 +38,7 @@ from synckairos.core import (
 )
 from synckairos.core.deadlines import bank_key
 from synckairos.core.model import GLOBAL_BANK, TimeoutActionType
-from synckairos.exceptions import InvalidTransition, TimeoutNotDue, ValidationFailed
+from synckairos.exceptions import Forbidden, InvalidTransition, TimeoutNotDue, ValidationFailed
 from tests.core.helpers import T0, snapshot
 
 #: Switch target that is no participant of any generated session.
@@ -136,6 +136,7 @@ command_choices: list[Any] = [
     *[Resume()] * 8,
     *[Start()] * 4,
     *[("switch_to", k) for k in (*range(7), *range(7))],
+    *[("switch_as_participant", k) for k in range(7)],
     *["go"] * 20,
     Complete(),
     Cancel(),
@@ -159,9 +160,9 @@ def _resolve_command(choice: Any, state: SessionState) -> Command:
     if choice == "go":
         return GO.get(state.status, Switch())
     if isinstance(choice, tuple):
-        _, k = choice
+        kind, k = choice
         target = state.participants[k].participant_id if k < len(state.participants) else STRANGER
-        return Switch(next_participant_id=target)
+        return Switch(next_participant_id=target, rotation_only=kind == "switch_as_participant")
     command: Command = choice
     return command
 
@@ -297,11 +298,15 @@ def _step(run: Run, command: Command) -> None:
     before = snapshot(state)
     try:
         transition = apply(state, command, run.now)
-    except (InvalidTransition, ValidationFailed) as refused:
+    except (InvalidTransition, ValidationFailed, Forbidden) as refused:
         note(f"t+{run.now - T0}: {command!r} refused: {refused.message}")
         assert state == before, "a refused command changed the state"
         if isinstance(refused, ValidationFailed):
-            assert isinstance(command, Switch) and command.next_participant_id == STRANGER
+            # A stranger, or the participant whose turn ends (it may not keep its turn).
+            assert isinstance(command, Switch)
+            assert command.next_participant_id in (STRANGER, state.active_participant_id)
+        if isinstance(refused, Forbidden):
+            assert isinstance(command, Switch) and command.rotation_only
         if isinstance(command, Timeout) and state.status is Status.RUNNING:
             assert isinstance(refused, TimeoutNotDue)
             assert not is_overdue(state, run.now)
@@ -336,6 +341,16 @@ def _step(run: Run, command: Command) -> None:
             assert new.deadline_ms > state.deadline_ms, "a timeout made no progress"
         if new.status in (Status.EXPIRED, Status.COMPLETED):
             assert new.session_completed_at == iso_ms(state.deadline_ms)
+
+    if isinstance(command, Switch) and new.status is Status.RUNNING:
+        # Turn integrity: a switch never hands the turn back to the participant
+        # whose turn ended while the rotation had someone else, and a
+        # participant's own switch goes where the rotation goes.
+        rotation = apply(state, Switch(), run.now).state.active_participant_id
+        if new.active_participant_id == state.active_participant_id:
+            assert rotation == state.active_participant_id, "a switch kept its own turn"
+        if command.rotation_only:
+            assert new.active_participant_id == rotation
 
     if isinstance(command, Resume):
         assert _remaining(new) == _remaining(state), "pause/resume changed a remaining time"

@@ -14,6 +14,8 @@
 -- ARGV[5]  deletion JSON {"deleted": true, "ts": ...} (published and audited)
 -- ARGV[6]  expected version, or "" for none
 -- ARGV[7]  how long the tombstone lives, in ms
+-- ARGV[8]  expected epoch, or "" for any: another incarnation of the id is
+--          treated as absent (a token of a deleted session deletes nothing)
 --
 -- The session hash is replaced by a tombstone (field d = 1, no version) that
 -- lives ARGV[7] ms: until the deletion has reached the audit trail, a read must
@@ -29,6 +31,7 @@
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then return 0 end
 local epoch = redis.call('HGET', KEYS[1], 'e') or ''
+if ARGV[8] ~= nil and ARGV[8] ~= '' and ARGV[8] ~= epoch then return 0 end
 if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= tonumber(current) then
   return -tonumber(current)
 end
