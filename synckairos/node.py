@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
@@ -24,6 +25,7 @@ from msgspec.structs import replace
 
 from synckairos import metrics
 from synckairos.audit.archive import AuditArchive
+from synckairos.audit.writer import AuditWriter
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
@@ -119,6 +121,7 @@ class Node:
         clock: Clock = wall_clock_ms,
         commit_retries: int = 200,
         state_cache_size: int = 4096,
+        audit_writer: AuditWriter | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -129,6 +132,10 @@ class Node:
         self.archive: AuditArchive | None = None
         """Where sessions Redis lost are restored from (None: no audit store)."""
         self.state_cache_size = state_cache_size
+        self.audit_writer = audit_writer
+        """Durability level postgres: every change (and deletion) is written to
+        PostgreSQL through it, with its outbox entry's event id, before the
+        caller gets an answer (None: Redis answers for durability)."""
         self._states: dict[str, tuple[SessionState, str]] = {}
         self._locks: dict[str, _SessionLock] = {}
 
@@ -365,8 +372,23 @@ class Node:
         """
         deletion = b'{"deleted":true,"ts":%d}' % self.clock()
         self._forget(session_id)
-        if not await self.store.delete(session_id, deletion, expected_version):
+        event_id = uuid.uuid4().hex
+        deleted = await self.store.delete(session_id, deletion, expected_version, event_id=event_id)
+        if deleted is None:
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
+        if self.audit_writer is not None:
+            await self.audit_writer.write(
+                [
+                    (
+                        event_id,
+                        session_id,
+                        deleted.version,
+                        "session_deleted",
+                        deleted.epoch,
+                        deletion.decode(),
+                    )
+                ]
+            )
 
     async def _commit(
         self,
@@ -381,23 +403,32 @@ class Node:
         """Commit ``transition``; None when the stored version (or ``epoch``) moved on.
 
         On a mismatch the store hands back the current state, which is cached
-        for the caller's retry.
+        for the caller's retry. With an ``audit_writer`` a committed change is
+        also written to PostgreSQL (same event id as its outbox entry) before
+        this returns.
+
+        Raises:
+            StoreUnavailable: Redis failed, or (level postgres) the change is in
+                Redis but its PostgreSQL write failed: outcome unknown.
         """
         state = transition.state
         state_json = _encoder.encode(state)
+        change_json = _change_json(transition, state_json, now)
+        event_id = uuid.uuid4().hex
         try:
             result = await self.store.commit(
                 Change(
                     session_id=state.session_id,
                     expected_version=expected_version,
                     state_json=state_json,
-                    change_json=_change_json(transition, state_json, now),
+                    change_json=change_json,
                     event_type=transition.event.type,
                     deadline_ms=state.deadline_ms,
                     finished=state.status in TERMINAL_STATUSES,
                     new_version=new_version,
                     rate=rate,
                     expected_epoch=epoch,
+                    event_id=event_id,
                 )
             )
         except SessionNotFound:
@@ -413,6 +444,19 @@ class Node:
         metrics.COMMITS.labels(transition.event.type).inc()
         if state.deadline_ms is not None and self.on_deadline is not None:
             self.on_deadline(state.deadline_ms)
+        if self.audit_writer is not None:
+            await self.audit_writer.write(
+                [
+                    (
+                        event_id,
+                        state.session_id,
+                        state.version,
+                        transition.event.type,
+                        result.epoch,
+                        change_json.decode(),
+                    )
+                ]
+            )
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 

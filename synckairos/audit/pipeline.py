@@ -3,10 +3,11 @@
 ``build_broker`` makes the dramatiq Redis broker (with the AsyncIO middleware,
 so the actor is a coroutine and its asyncpg pool lives in the worker's event
 loop). ``AuditPipeline.actor`` (``persist_events``) inserts a batch of outbox
-events in one transaction with ``ON CONFLICT (id) DO NOTHING``: a redelivered
-batch is harmless. It is retried with exponential backoff (PostgreSQL down);
-after the last retry dramatiq dead-letters the message, and ``AuditMonitor``
-counts it and logs an error; ``synckairos audit requeue`` puts it back.
+events in one transaction with ``writer.write_events`` (``ON CONFLICT (id) DO
+NOTHING``): a redelivered batch is harmless. It is retried with exponential
+backoff (PostgreSQL down); after the last retry dramatiq dead-letters the
+message, and ``AuditMonitor`` counts it and logs an error; ``synckairos audit
+requeue`` puts it back.
 
 Counters shared with the API nodes' ``/metrics`` live in Redis (``P:audit:*``).
 """
@@ -18,13 +19,13 @@ from typing import Any
 
 import asyncpg
 import dramatiq
-import msgspec
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from dramatiq.middleware.asyncio import AsyncIO
 
-from synckairos.audit.records import OutboxEvent, to_rows
+from synckairos.audit.records import OutboxEvent
+from synckairos.audit.writer import write_events
 
 __all__ = ["AUDIT_QUEUE", "AuditMonitor", "AuditPipeline", "build_broker", "counter_key"]
 
@@ -32,50 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: dramatiq queue of the audit batches.
 AUDIT_QUEUE = "synckairos_audit"
-
-_INSERT_EVENT = """
-INSERT INTO sync_events (id, session_id, event_type, participant_id, group_id,
-    time_remaining_ms, time_elapsed_ms, cycle_number, timestamp, state_snapshot,
-    version, epoch, event, committed_at_ms)
-VALUES ($1::text::uuid, $2::text::uuid, $3, $4::text::uuid, $5::text::uuid,
-    $6, $7, $8, to_timestamp($9::bigint / 1000.0), $10::text::jsonb,
-    $11, $12, $13::text::jsonb, $14)
-ON CONFLICT (id) DO NOTHING
-"""
-
-_UPSERT_SESSION = """
-INSERT INTO sync_sessions (session_id, sync_mode, time_per_cycle_ms, increment_ms,
-    max_time_ms, created_at, started_at, completed_at, final_status, total_cycles,
-    total_participants, metadata, last_version, last_updated_at, deleted_at)
-VALUES ($1::text::uuid, $2, $3, $4, $5, COALESCE($6::text::timestamptz, now()),
-    $7::text::timestamptz, $8::text::timestamptz, $9, $10, $11, $12::text::jsonb, $13,
-    now(), NULL)
-ON CONFLICT (session_id) DO UPDATE SET
-    sync_mode = EXCLUDED.sync_mode, time_per_cycle_ms = EXCLUDED.time_per_cycle_ms,
-    increment_ms = EXCLUDED.increment_ms, max_time_ms = EXCLUDED.max_time_ms,
-    created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
-    completed_at = EXCLUDED.completed_at, final_status = EXCLUDED.final_status,
-    total_cycles = EXCLUDED.total_cycles, total_participants = EXCLUDED.total_participants,
-    metadata = EXCLUDED.metadata, last_version = EXCLUDED.last_version,
-    last_updated_at = now(), deleted_at = NULL
-WHERE sync_sessions.last_version < EXCLUDED.last_version
-   OR sync_sessions.deleted_at IS NOT NULL
-"""
-
-_UPSERT_PARTICIPANT = """
-INSERT INTO sync_participants (session_id, participant_id, total_time_ms, group_id,
-    total_cycles, total_time_active_ms, last_active_at)
-VALUES ($1::text::uuid, $2::text::uuid, $3, $4::text::uuid, $5, $6, now())
-ON CONFLICT (session_id, participant_id) DO UPDATE SET
-    total_time_ms = EXCLUDED.total_time_ms, group_id = EXCLUDED.group_id,
-    total_cycles = EXCLUDED.total_cycles,
-    total_time_active_ms = EXCLUDED.total_time_active_ms, last_active_at = now()
-"""
-
-_MARK_DELETED = """
-UPDATE sync_sessions SET deleted_at = now(), last_version = 0, last_updated_at = now()
-WHERE session_id = ANY($1::text[]::uuid[])
-"""
 
 
 def counter_key(prefix: str, name: str) -> str:
@@ -180,25 +137,14 @@ class AuditPipeline:
 
     async def persist(self, events: list[OutboxEvent]) -> None:
         """Insert a batch in one transaction; safe to repeat (idempotent by event id)."""
-        rows, sessions, participants, deleted = to_rows([tuple(e) for e in events])  # type: ignore[misc]
         pool = await self._get_pool()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await conn.executemany(_INSERT_EVENT, _as_lists(rows))
-                if sessions:
-                    await conn.executemany(_UPSERT_SESSION, _as_lists(sessions))
-                if participants:
-                    await conn.executemany(_UPSERT_PARTICIPANT, _as_lists(participants))
-                if deleted:
-                    await conn.execute(_MARK_DELETED, deleted)
+                written = await write_events(conn, [tuple(e) for e in events])  # type: ignore[misc]
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
             # The pool may hold dead connections after a PostgreSQL restart.
             pool, self._pool = self._pool, None
             if pool is not None:
                 pool.terminate()
             raise
-        self._counters.incrby(counter_key(self.prefix, "persisted"), len(rows))
-
-
-def _as_lists(rows: list[Any]) -> list[tuple[Any, ...]]:
-    return [tuple(msgspec.to_builtins(row)) for row in rows]
+        self._counters.incrby(counter_key(self.prefix, "persisted"), written)

@@ -14,7 +14,15 @@ import msgspec
 
 from synckairos.config import Rate
 
-__all__ = ["Change", "CommitResult", "HistorySlice", "Store", "StoreStats", "StoredSession"]
+__all__ = [
+    "Change",
+    "CommitResult",
+    "Deleted",
+    "HistorySlice",
+    "Store",
+    "StoreStats",
+    "StoredSession",
+]
 
 
 class StoredSession(msgspec.Struct, frozen=True):
@@ -60,6 +68,17 @@ class Change(msgspec.Struct, frozen=True):
     """The session's command rate limit this commit counts against (None: not limited)."""
     expected_epoch: str = ""
     """Epoch of the state the change was computed from ("": not checked)."""
+    event_id: str = ""
+    """Id of the change's audit event (its outbox entry and ``sync_events.id``),
+    chosen by the caller so it can write the same row itself (durability level
+    postgres); "": the store picks a random one."""
+
+
+class Deleted(msgspec.Struct, frozen=True):
+    """A deletion that happened: the session's last version and epoch (its audit row)."""
+
+    version: int
+    epoch: str
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -105,12 +124,19 @@ class Store(Protocol):
         ...
 
     async def delete(
-        self, session_id: str, deletion_json: bytes = ..., expected_version: int | None = None
-    ) -> bool:
+        self,
+        session_id: str,
+        deletion_json: bytes = ...,
+        expected_version: int | None = None,
+        *,
+        event_id: str = "",
+    ) -> Deleted | None:
         """Delete every key of the session and publish ``deletion_json``.
 
+        ``event_id`` is the deletion's audit event id ("": a random one).
+
         Returns:
-            False when the session did not exist.
+            The deleted session's version and epoch; None when it did not exist.
 
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
