@@ -89,7 +89,8 @@ def _outbox(settings: Settings) -> list[Any]:
 
     client = redis.Redis.from_url(settings.redis_target())
     try:
-        return [from_stream_fields(f) for _, f in client.xrange(f"{settings.key_prefix}:outbox")]
+        entries: Any = client.xrange(f"{settings.key_prefix}:outbox")
+        return [from_stream_fields(fields) for _, fields in entries]
     finally:
         client.close()
 
