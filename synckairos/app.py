@@ -27,7 +27,7 @@ from starlette.responses import Response
 from synckairos import gcwatch, http_api, pages, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
-from synckairos.audit.writer import AuditWriter
+from synckairos.audit.durable import DurableWriter
 from synckairos.auth import AuthPolicy
 from synckairos.config import Settings, load_settings
 from synckairos.fanout import PubSubListener
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             clock=clock,
             commit_retries=settings.commit_retries,
             state_cache_size=settings.state_cache_size,
-            audit_writer=AuditWriter(
+            audit_writer=DurableWriter(
                 settings.database_url, budget_s=settings.durability_timeout_ms / 1000
             )
             if settings.durability == "postgres" and settings.database_url

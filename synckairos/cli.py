@@ -7,7 +7,7 @@
 ``migrate``    apply the audit schema's migrations (idempotent)
 ``recover``    ``--all``: restore every unfinished session from PostgreSQL into Redis
 ``reconcile``  report Redis/PostgreSQL version differences and repair lost writes
-``audit requeue``  put dead-lettered audit batches back in the queue
+``audit requeue``  replay dead-lettered audit events into PostgreSQL, report refusals
 ``bench``      the load-test harness (``benchmarks/``, source checkouts only)
 
 Every command reads ``SYNCKAIROS_*`` settings (see the README); ``dev`` stops
@@ -235,16 +235,46 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from synckairos.audit.pipeline import build_broker
-    from synckairos.audit.requeue import requeue_dead_letters
+    """``audit requeue``: replay the dead letters into PostgreSQL and report each refusal.
+
+    Exit status 0 when every dead letter's events are stored, 1 when some are
+    still refused (or PostgreSQL cannot be reached), 2 without a database URL.
+    """
+    import asyncpg
+
+    from synckairos.audit.pipeline import AuditWriter, build_broker
+    from synckairos.audit.requeue import ReplayReport, replay_dead_letters
     from synckairos.redis_client import sync_client
 
     settings = _settings(args)
+    if not settings.database_url:
+        print("synckairos: audit requeue needs SYNCKAIROS_DATABASE_URL", file=sys.stderr)
+        return 2
+    database_url = settings.database_url
     broker = build_broker(sync_client(settings), prefix=settings.key_prefix)
-    moved = requeue_dead_letters(broker)
-    broker.close()
-    print(f"requeued {moved} dead-lettered audit batch(es)")
-    return 0
+
+    async def replay() -> ReplayReport:
+        writer = AuditWriter(database_url)
+        try:
+            return await replay_dead_letters(broker, writer)
+        finally:
+            await writer.close()
+
+    try:
+        report = asyncio.run(replay())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # PostgreSQL unreachable or failing: say which error, never its text.
+        print(
+            f"synckairos: audit requeue stopped: PostgreSQL error {type(exc).__name__}; "
+            "the dead letters not replayed are kept, run it again once PostgreSQL is healthy",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        broker.close()
+    for line in report.lines():
+        print(line)
+    return 1 if report.still_refused or report.undecodable else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,7 +298,9 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--dry-run", action="store_true", help="report only, repair nothing")
     audit = sub.add_parser("audit", help="audit pipeline maintenance")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("requeue", help="put dead-lettered batches back in the queue")
+    audit_sub.add_parser(
+        "requeue", help="replay dead-lettered audit events into PostgreSQL, report refusals"
+    )
     sub.add_parser("bench", help="load-test harness: synckairos bench <scenario> (see --help)")
     return parser
 

@@ -24,8 +24,8 @@ import msgspec
 from msgspec.structs import replace
 
 from synckairos import metrics
-from synckairos.audit.archive import AuditArchive
-from synckairos.audit.writer import AuditWriter
+from synckairos.audit.archive import AuditArchive, Snapshot
+from synckairos.audit.durable import DurableWriter
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
@@ -49,7 +49,7 @@ from synckairos.exceptions import (
 )
 from synckairos.store import Change, Store
 
-__all__ = ["Clock", "CommandResult", "Node", "Preconditions", "wall_clock_ms"]
+__all__ = ["Clock", "CommandResult", "Node", "Preconditions", "restore_version", "wall_clock_ms"]
 
 Clock = Callable[[], int]
 
@@ -61,6 +61,37 @@ def wall_clock_ms() -> int:
 
 #: Bound on consecutive overdue timeouts applied before one command.
 MAX_CATCH_UP = 100_000
+
+
+def restore_version(persisted_version: int, now_ms: int) -> int:
+    """The version a restore writes: ``max(persisted_version + 1, now_ms * 1000)``.
+
+    A restore brings back the newest *persisted* change of an incarnation,
+    but Redis may have acknowledged later versions that never reached
+    PostgreSQL, and clients may hold them. The restored state must not take
+    any of those numbers, or a stale ``expected_version``/``If-Match`` would
+    match a different state (and PostgreSQL would get two rows for one
+    version). The restoring node cannot know how far Redis had got, so the
+    version jumps above every number the incarnation can have been given:
+
+    * every persisted version is below ``persisted_version + 1``;
+    * every version assigned since the incarnation was created (version 1)
+      or last restored (version ``V0 = 1000 * t0``, ``t0`` that restore's
+      clock in ms) is ``V0 + k``, ``k`` the commits since. One Redis commits
+      one session at most once per microsecond (a commit is a Lua script of
+      several writes, tens of µs), so ``k`` is below the microseconds
+      elapsed, and ``V0 + k < 1000 * now_ms`` once the clock has moved on
+      by more than 1 ms (``now_ms * 1000`` truncates up to 999 µs).
+
+    The microseconds are the node clock's milliseconds times 1000: the same
+    injectable clock as everything else (tests pin it), and the truncation
+    costs only that 1 ms, far below the time a Redis loss takes to notice
+    and repair. The argument assumes the nodes' clocks agree (NTP) to better
+    than the time between two losses of one session, the assumption the
+    server already makes for deadlines. The result (~1.8e15) stays below
+    2**53, so JavaScript clients hold it exactly, until the year 2255.
+    """
+    return max(persisted_version + 1, now_ms * 1000)
 
 
 class Preconditions(msgspec.Struct, frozen=True):
@@ -121,7 +152,7 @@ class Node:
         clock: Clock = wall_clock_ms,
         commit_retries: int = 200,
         state_cache_size: int = 4096,
-        audit_writer: AuditWriter | None = None,
+        audit_writer: DurableWriter | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -170,21 +201,30 @@ class Node:
     async def restore(self, session_id: str, *, over_version: int = 0) -> bool:
         """Restore the session from its latest snapshot in the audit store.
 
-        The snapshot is committed unchanged but for ``recovered: true``, the
-        version (persisted version + 1) and the event ``session_recovered``: a
-        running timer keeps counting from its last committed
-        ``cycle_started_ms``, so it is right to the millisecond of that
-        commit, and a deadline that passed meanwhile is fired by the scheduler
-        as of the deadline.
+        The restore is the same incarnation: it keeps the snapshot's epoch
+        (``sync_events.epoch``). Its own change is the event
+        ``session_recovered`` whose state is the snapshot as of the last
+        persisted change, unchanged but for ``recovered: true``,
+        ``updated_at`` and the version, which jumps to
+        ``restore_version(persisted, now)`` (~ the clock in µs): above every
+        version Redis can have given the incarnation, persisted or lost, so
+        no version is ever reused, a precondition naming a lost version
+        fails with 409 forever, and PostgreSQL gets one row per version.
+        Subscribers see the version jump forward in the same epoch (a gap:
+        they get a STATE_SYNC). A running timer keeps counting from its
+        last persisted ``cycle_started_ms``, and a deadline that passed
+        meanwhile is fired by the scheduler as of the deadline.
 
         Args:
             over_version: 0 restores only if Redis lacks the session (create if
                 absent: two nodes restoring at once are harmless); otherwise the
-                Redis version being replaced (reconcile), compare-and-set.
+                Redis version being replaced (reconcile), compare-and-set on
+                that version and the snapshot's epoch.
 
         Returns:
             True when the session is in Redis afterwards (restored by this call
-            or by a concurrent one); False when the archive has no live snapshot.
+            or by a concurrent one); False when the archive has no live
+            snapshot, or (``over_version``) Redis moved on meanwhile.
 
         Raises:
             StoreUnavailable: Redis or PostgreSQL cannot be reached.
@@ -194,18 +234,24 @@ class Node:
         snapshot = await self.archive.latest_snapshot(session_id)
         if snapshot is None:
             return False
-        persisted = _state_decoder.decode(snapshot)
+        return await self._restore(snapshot, over_version)
+
+    async def _restore(self, snapshot: Snapshot, over_version: int = 0) -> bool:
+        persisted = _state_decoder.decode(snapshot.state_json)
         now = self.clock()
+        version = restore_version(max(persisted.version, snapshot.version, over_version), now)
         restored = replace(
             persisted,
-            version=max(persisted.version, over_version) + 1,
+            version=version,
             recovered=True,
             updated_at=iso_ms(now),
             server_time_ms=now,
         )
         transition = Transition(restored, Event(type="session_recovered"))
         try:
-            result = await self._commit(over_version, transition, now, restored.version)
+            result = await self._commit(
+                over_version, transition, now, version, epoch=snapshot.epoch
+            )
         except SessionExists:
             return True
         if result is not None:
@@ -218,17 +264,41 @@ class Node:
         return _encoder.encode(replace(state, server_time_ms=self.clock()))
 
     async def create(self, spec: CreateSession) -> CommandResult:
-        """Create a session (version 1).
+        """Create a session (version 1, a new incarnation: a new epoch).
+
+        With an audit store, the archive is asked first (one indexed
+        PostgreSQL query): an id whose newest persisted incarnation is live
+        is taken even when Redis lost it. That session is restored into
+        Redis (so reads work) and the create answers ``SessionExists``. An id
+        whose newest persisted event is its deletion, or whose Redis entry is
+        a tombstone (deleted, the deletion not yet in PostgreSQL), is free.
 
         Raises:
             ValidationFailed: the definition breaks a rule of the core.
             SessionExists: the id is taken; the existing session is untouched.
+            StoreUnavailable: Redis, or PostgreSQL when an audit store is
+                configured, cannot be reached; nothing was created.
         """
         now = self.clock()
         transition = create_session(spec, now)
+        if self.archive is not None:
+            await self._refuse_archived(spec.session_id)
         result = await self._commit(0, transition, now)
         assert result is not None, "create-if-absent never reports a version race"
         return result
+
+    async def _refuse_archived(self, session_id: str) -> None:
+        """Raise ``SessionExists`` when the archive holds a live incarnation of the id."""
+        assert self.archive is not None
+        snapshot = await self.archive.latest_snapshot(session_id)
+        if snapshot is None:
+            return
+        stored = await self.store.load(session_id)
+        if stored is not None and stored.deleted:
+            return
+        if stored is None:
+            await self._restore(snapshot)
+        raise SessionExists(f"session {session_id} already exists", {"session_id": session_id})
 
     async def execute(
         self,
@@ -374,6 +444,15 @@ class Node:
         self._forget(session_id)
         event_id = uuid.uuid4().hex
         deleted = await self.store.delete(session_id, deletion, expected_version, event_id=event_id)
+        if deleted is None:
+            # Not in Redis: a session Redis lost is restored first (as a read
+            # would), so it is deleted for good and ``expected_version`` is
+            # checked on it.
+            stored = await self.store.load(session_id)
+            if stored is None and await self.restore(session_id):
+                deleted = await self.store.delete(
+                    session_id, deletion, expected_version, event_id=event_id
+                )
         if deleted is None:
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
         if self.audit_writer is not None:

@@ -18,10 +18,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from synckairos.app import create_app
+from synckairos.audit.pipeline import AuditWriter
 from synckairos.audit.records import from_stream_fields
-from synckairos.audit.writer import write_events
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import run_coroutine
 from tests.helpers import FakeClock, new_id, session_body
 
@@ -114,10 +114,12 @@ def test_postgres_level_answers_only_once_the_change_is_in_postgresql(
     assert sorted(e[0] for e in outbox if e[1] == sid) == sorted(r["id"] for r in rows)
 
     async def replay() -> int:
+        writer = AuditWriter(settings.database_url or "")  # the worker's write
+        outcome = await writer.write([e for e in outbox if e[1] == sid])
+        await writer.close()
+        assert outcome.stored == 3 and not outcome.refused
         conn = await asyncpg.connect(settings.database_url or "")
         try:
-            async with conn.transaction():
-                await write_events(conn, [e for e in outbox if e[1] == sid])
             count: int = await conn.fetchval(
                 "SELECT count(*) FROM sync_events WHERE session_id = $1::text::uuid", sid
             )
@@ -161,24 +163,26 @@ def test_postgres_level_answers_503_outcome_unknown_when_postgresql_refuses(
 
 
 def test_postgres_level_answers_503_outcome_unknown_when_postgresql_is_down(
-    redis_server: EmbeddedRedis,
+    durable: tuple[TestClient, Settings], postgres_server: EmbeddedPostgres
 ) -> None:
-    settings = Settings(
-        redis_url=redis_server.url,
-        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/nothing",
-        key_prefix=f"t{new_id()[:8]}",
-        rate_limits=False,
-        durability="postgres",
-        durability_timeout_ms=300,
-    )
-    with TestClient(create_app(settings, clock=FakeClock())) as client:
-        body = session_body()
-        response = client.post("/v1/sessions", json=body)
-        assert response.status_code == 503
-        error = response.json()["error"]
-        assert error["details"]["outcome"] == "unknown"
-        assert error["details"]["error"] == "ConnectionRefusedError"  # the class, never its text
-        assert "errno" not in response.text.lower()
-        assert "connect call" not in response.text.lower()
-        # The change is in Redis (outcome unknown means exactly that).
-        assert [e[1] for e in _outbox(settings)] == [body["session_id"]]
+    client, settings = durable
+    body = session_body()
+    sid = body["session_id"]
+    assert client.post("/v1/sessions", json=body).status_code == 201
+    postgres_server.stop()
+    try:
+        response = client.post(f"/v1/sessions/{sid}/start")
+    finally:
+        postgres_server.start_again()
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "UNAVAILABLE"
+    assert error["details"]["outcome"] == "unknown"
+    assert "errno" not in response.text.lower()  # the error class at most, never its text
+    assert "connect call" not in response.text.lower()
+    # The change is in Redis (outcome unknown means exactly that) ...
+    assert [e[3] for e in _outbox(settings) if e[1] == sid][-1] == "session_started"
+    # ... and the next change is acknowledged once PostgreSQL is back.
+    switched = client.post(f"/v1/sessions/{sid}/switch")
+    assert switched.status_code == 200
+    assert _rows(settings.database_url or "", sid)[-1]["version"] == 3

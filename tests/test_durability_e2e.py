@@ -172,22 +172,7 @@ def redis_pair(request: pytest.FixtureRequest) -> Iterator[tuple[RedisNode, Redi
             node.stop()
 
 
-#: Without the postgres level a total loss costs the versions not yet in
-#: PostgreSQL; until restores stop reusing them (branch i14-restore: the restore
-#: keeps the epoch and jumps the version to now in µs), the restored session
-#: hands those versions out again with other states, and the stalled worker's
-#: late rows duplicate them in PostgreSQL.
-_NEEDS_VERSION_JUMP = pytest.mark.xfail(
-    strict=True,
-    reason="needs i14-restore (a restore never reuses a version) and i14-audit "
-    "(migration 002: unique (session, epoch, version)); not merged yet",
-)
-
-_LEVELS = [
-    pytest.param("redis", "redis", marks=_NEEDS_VERSION_JUMP),
-    pytest.param("replica", "replica", marks=_NEEDS_VERSION_JUMP),
-    ("postgres", "postgres"),
-]
+_LEVELS = [(level, level) for level in ("redis", "replica", "postgres")]
 
 
 @pytest.mark.parametrize("fault", ["flushall", "restart"])

@@ -4,6 +4,11 @@ A session's *latest* event is the one committed last (``committed_at_ms``,
 then ``version``), so a session deleted and created again is judged by its
 newest incarnation. A latest event of type ``session_deleted`` means the
 session is gone for good: it is never resurrected.
+
+The snapshot a restore starts from is the highest version of that newest
+incarnation (its epoch): within one incarnation versions only grow, whereas
+commit times come from the committing nodes' clocks and may disagree by their
+skew.
 """
 
 from __future__ import annotations
@@ -15,22 +20,37 @@ import msgspec
 
 from synckairos.exceptions import StoreUnavailable
 
-__all__ = ["AuditArchive", "LatestEvent"]
+__all__ = ["AuditArchive", "LatestEvent", "Snapshot"]
 
 _LATEST_OF_ONE = """
-SELECT event_type, version, state_snapshot::text AS state
-FROM sync_events WHERE session_id = $1::text::uuid
-ORDER BY committed_at_ms DESC, version DESC LIMIT 1
+WITH newest AS (
+    SELECT epoch FROM sync_events WHERE session_id = $1::text::uuid
+    ORDER BY committed_at_ms DESC, version DESC LIMIT 1
+)
+SELECT e.event_type, e.version, e.epoch, e.state_snapshot::text AS state
+FROM sync_events e JOIN newest ON e.epoch = newest.epoch
+WHERE e.session_id = $1::text::uuid
+ORDER BY e.version DESC, (e.event_type = 'session_deleted') DESC LIMIT 1
 """
 
 _LATEST_OF_ALL = """
 SELECT DISTINCT ON (session_id) session_id::text AS session_id, event_type, version,
-    state_snapshot->>'status' AS status
+    epoch, state_snapshot->>'status' AS status
 FROM sync_events
 ORDER BY session_id, committed_at_ms DESC, version DESC
 """
 
 _TERMINAL = ("expired", "completed", "cancelled")
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """A live session's newest persisted state: what a restore starts from."""
+
+    state_json: bytes
+    version: int
+    """The persisted version (``sync_events.version``)."""
+    epoch: str
+    """The incarnation it belongs to (``sync_events.epoch``; "" in rows older than epochs)."""
 
 
 class LatestEvent(msgspec.Struct, frozen=True):
@@ -40,6 +60,8 @@ class LatestEvent(msgspec.Struct, frozen=True):
     event_type: str
     version: int
     status: str | None
+    epoch: str = ""
+    """The incarnation the event belongs to."""
 
     @property
     def deleted(self) -> bool:
@@ -77,8 +99,10 @@ class AuditArchive:
             raise StoreUnavailable(f"audit store error: {exc}") from exc
         return rows
 
-    async def latest_snapshot(self, session_id: str) -> bytes | None:
-        """The state JSON of the session's newest event; None if none or deleted.
+    async def latest_snapshot(self, session_id: str) -> Snapshot | None:
+        """The newest state of the session's newest incarnation; None if none or deleted.
+
+        One indexed query (``sync_events_session_version``).
 
         Raises:
             StoreUnavailable: PostgreSQL cannot be reached.
@@ -86,14 +110,15 @@ class AuditArchive:
         rows = await self._fetch(_LATEST_OF_ONE, session_id)
         if not rows or rows[0]["event_type"] == "session_deleted" or rows[0]["state"] is None:
             return None
-        state: str = rows[0]["state"]
-        return state.encode()
+        row = rows[0]
+        return Snapshot(str(row["state"]).encode(), int(row["version"]), str(row["epoch"]))
 
     async def latest_events(self) -> list[LatestEvent]:
         """The newest event of every session in the archive."""
         rows = await self._fetch(_LATEST_OF_ALL)
         return [
-            LatestEvent(r["session_id"], r["event_type"], r["version"], r["status"]) for r in rows
+            LatestEvent(r["session_id"], r["event_type"], r["version"], r["status"], r["epoch"])
+            for r in rows
         ]
 
     async def ping(self) -> bool:

@@ -113,6 +113,7 @@ class ParticipantRow(msgspec.Struct, frozen=True, array_like=True):
     group_id: str | None
     total_cycles: int
     total_time_active_ms: int
+    last_version: int
 
 
 def from_stream_fields(fields: dict[bytes, bytes]) -> OutboxEvent:
@@ -202,6 +203,7 @@ def to_rows(
                 p.group_id,
                 p.cycle_count,
                 p.time_used_ms,
+                version,
             )
             for p in state.participants
         )

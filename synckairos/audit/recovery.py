@@ -5,6 +5,12 @@
 * ``reconcile``: compare each session's Redis version with its newest
   persisted version, and repair the ones where PostgreSQL is newer: what a
   failover that lost acknowledged Redis writes leaves behind.
+
+Versions are compared only within one incarnation (epoch): a session deleted
+and created again restarts at version 1, so Redis holding another epoch than
+PostgreSQL's newest event is a newer incarnation whose events are on their
+way, never a reason to overwrite it. Versions are plain Python ints: a
+restored session's are ~1.8e15 (``Node.restore``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ class ReconcileReport(msgspec.Struct):
     checked: int = 0
     in_step: int = 0
     redis_newer: list[str] = msgspec.field(default_factory=list)
-    """Redis ahead of PostgreSQL: normal while the pipeline drains."""
+    """Redis ahead of PostgreSQL (or on a newer incarnation): normal while the
+    pipeline drains."""
     postgres_newer: list[str] = msgspec.field(default_factory=list)
     """PostgreSQL ahead of Redis: Redis lost acknowledged writes."""
     missing_in_redis: list[str] = msgspec.field(default_factory=list)
@@ -67,8 +74,10 @@ async def reconcile(
             else:
                 report.in_step += 1  # finished and expired from Redis: expected
         else:
-            redis_version = msgspec.json.decode(stored.state_json)["version"]
-            if redis_version == event.version:
+            redis_version = int(msgspec.json.decode(stored.state_json)["version"])
+            if event.epoch and stored.epoch and stored.epoch != event.epoch:
+                report.redis_newer.append(event.session_id)  # another incarnation
+            elif redis_version == event.version:
                 report.in_step += 1
             elif redis_version > event.version:
                 report.redis_newer.append(event.session_id)

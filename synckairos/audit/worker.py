@@ -16,7 +16,12 @@ import signal
 import dramatiq
 import redis
 
-from synckairos.audit.pipeline import AUDIT_QUEUE, AuditPipeline, build_broker
+from synckairos.audit.pipeline import (
+    AUDIT_QUEUE,
+    AuditPipeline,
+    build_broker,
+    redact_dramatiq_logs,
+)
 from synckairos.audit.relay import OutboxRelay
 from synckairos.config import Settings
 from synckairos.redis_client import PrimaryWatcher, async_client, sync_client
@@ -27,7 +32,12 @@ logger = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, database_url: str) -> None:
-    """Relay the outbox into dramatiq and persist it into PostgreSQL until a signal."""
+    """Relay the outbox into dramatiq and persist it into PostgreSQL until a signal.
+
+    dramatiq's own log records are redacted (no message arguments, no
+    exception text): audit logs carry ids and error classes only.
+    """
+    redact_dramatiq_logs()
     broker_client = sync_client(settings)
     broker = build_broker(
         broker_client,

@@ -57,6 +57,7 @@ from synckairos.core.model import (
     TimeoutAction,
     TimeoutActionType,
 )
+from synckairos.core.storable import storable_problems
 from synckairos.exceptions import InvalidTransition, TimeoutNotDue, ValidationFailed
 
 __all__ = [
@@ -97,7 +98,8 @@ def create_session(spec: CreateSession, now: int) -> Transition:
     Raises:
         ValidationFailed: a rule the schema cannot express is broken (duplicate
             ids or indexes, missing ``time_per_cycle_ms`` for per_cycle, missing
-            or inconsistent groups for per_group, oversized metadata).
+            or inconsistent groups for per_group, oversized metadata, metadata
+            PostgreSQL cannot store: see ``core.storable``).
     """
     _validate_create(spec)
     ordered = sorted(
@@ -194,6 +196,8 @@ def _validate_create(spec: CreateSession) -> None:
         problems.append(
             {"field": "metadata", "message": f"must be at most {METADATA_MAX_BYTES} bytes as JSON"}
         )
+    if spec.metadata is not None:
+        problems.extend(storable_problems(spec.metadata))
     if problems:
         raise ValidationFailed("invalid session definition", problems)
 

@@ -63,11 +63,14 @@ class Change(msgspec.Struct, frozen=True):
     finished: bool
     """True when the new status is terminal (the session then expires after a TTL)."""
     new_version: int | None = None
-    """Version to write instead of ``expected_version + 1`` (restores only)."""
+    """Version to write instead of ``expected_version + 1`` (restores only: above
+    every version the incarnation was given, see ``Node.restore``; < 2**53)."""
     rate: Rate | None = None
     """The session's command rate limit this commit counts against (None: not limited)."""
     expected_epoch: str = ""
-    """Epoch of the state the change was computed from ("": not checked)."""
+    """Epoch of the state the change was computed from ("": not checked). On a
+    create (``expected_version`` 0) the epoch to give the session instead: a
+    restore keeps its incarnation's; "" makes a new one (a new incarnation)."""
     event_id: str = ""
     """Id of the change's audit event (its outbox entry and ``sync_events.id``),
     chosen by the caller so it can write the same row itself (durability level

@@ -266,7 +266,8 @@ class RedisStore:
             change.change_json,
             "" if change.deadline_ms is None else change.deadline_ms,
             change.session_id,
-            secrets.token_hex(8),
+            # A create's epoch: the caller's (a restore keeps its incarnation) or a new one.
+            (change.expected_version == 0 and change.expected_epoch) or secrets.token_hex(8),
             self.history_maxlen,
             self.outbox_maxlen,
             change.event_id or uuid.uuid4().hex,

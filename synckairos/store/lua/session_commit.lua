@@ -14,15 +14,17 @@
 -- ARGV[3]  change JSON {"version", "event", "state", "ts"} (history, outbox, publish)
 -- ARGV[4]  deadline in epoch ms, or "" when no timer runs
 -- ARGV[5]  session id
--- ARGV[6]  epoch to use when the history is created (random, from the caller)
+-- ARGV[6]  epoch to use when the session is created (ARGV[1] = "0"): random for a
+--          new incarnation, the archived one for a restore (the same incarnation)
 -- ARGV[7]  maximum length of the session history
 -- ARGV[8]  maximum length of the audit outbox
 -- ARGV[9]  audit event id (unique)
 -- ARGV[10] TTL in ms for a finished session, "0" while it is not finished
 -- ARGV[11] pub/sub channel of the session
 -- ARGV[12] event type
--- ARGV[13] version to write instead of ARGV[1] + 1, or "" (restores from the
---          audit trail keep counting from the persisted version)
+-- ARGV[13] version to write instead of ARGV[1] + 1, or "": a restore from the audit
+--          trail writes max(persisted + 1, now in µs), above every version this
+--          incarnation was ever given (see Node.restore)
 -- ARGV[14] commit token: unique per change, the same on every retry of it
 -- ARGV[15] rate limit: commands allowed per period on this session, or "" for none
 -- ARGV[16] rate limit period in ms
@@ -44,8 +46,12 @@ local expected = tonumber(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'v')
 local version = expected + 1
 if ARGV[13] ~= nil and ARGV[13] ~= '' then version = tonumber(ARGV[13]) end
+-- Versions may exceed 2^31 (a restore jumps to the clock in µs, ~1.8e15) and
+-- stay below 2^53, exact in Lua's doubles. They are written only through
+-- this integer string: tostring() and '..' would print 1.8e+15.
+local vstr = string.format('%d', version)
 if current and tonumber(current) >= version then
-  local mine = redis.call('XRANGE', KEYS[2], version .. '-0', version .. '-0')
+  local mine = redis.call('XRANGE', KEYS[2], vstr .. '-0', vstr .. '-0')
   if mine[1] and mine[1][2][3] == 'k' and mine[1][2][4] == ARGV[14] then
     redis.call('HSET', KEYS[1], 'k', ARGV[14])
     return {2, redis.call('HGET', KEYS[1], 'e')}
@@ -80,10 +86,10 @@ if ARGV[15] ~= nil and ARGV[15] ~= '' then
   redis.call('SET', KEYS[7], tostring(new_tat), 'PX', math.ceil(new_tat - now))
 end
 
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', version)
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', vstr)
 local epoch = redis.call('HGET', KEYS[1], 'e')
 
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], version .. '-0', 'c', ARGV[3], 'k', ARGV[14])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], vstr .. '-0', 'c', ARGV[3], 'k', ARGV[14])
 
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[5])
@@ -96,7 +102,7 @@ if redis.call('XLEN', KEYS[4]) >= outbox_max then
   redis.call('INCR', KEYS[5])
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
-  'id', ARGV[9], 'sid', ARGV[5], 'v', version, 't', ARGV[12], 'e', epoch, 'c', ARGV[3])
+  'id', ARGV[9], 'sid', ARGV[5], 'v', vstr, 't', ARGV[12], 'e', epoch, 'c', ARGV[3])
 
 local ttl = tonumber(ARGV[10])
 if ttl > 0 then

@@ -22,6 +22,10 @@
 -- Returns {version, epoch} of the deleted session, 0 when it did not exist, or
 -- minus the actual version when ARGV[6] does not match (nothing is deleted then).
 
+-- Versions may exceed 2^31 (a restore jumps to the clock in µs, ~1.8e15): the
+-- audited version is the stored integer string itself, and a number is only
+-- compared or returned (an exact integer reply below 2^53), never printed with
+-- tostring() or '..' (which would give 1.8e+15).
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then return 0 end
 local epoch = redis.call('HGET', KEYS[1], 'e') or ''
