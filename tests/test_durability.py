@@ -9,6 +9,7 @@ change whose PostgreSQL write fails is answered 503 ``UNAVAILABLE`` with
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -18,10 +19,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from synckairos.app import create_app
+from synckairos.audit.durable import DurableWriter
 from synckairos.audit.pipeline import AuditWriter
 from synckairos.audit.records import from_stream_fields
 from synckairos.config import ConfigError, Settings, load_settings
 from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis
+from synckairos.exceptions import StoreUnavailable
 from tests.conftest import run_coroutine
 from tests.helpers import FakeClock, new_id, session_body
 
@@ -186,3 +189,69 @@ def test_postgres_level_answers_503_outcome_unknown_when_postgresql_is_down(
     switched = client.post(f"/v1/sessions/{sid}/switch")
     assert switched.status_code == 200
     assert _rows(settings.database_url or "", sid)[-1]["version"] == 3
+
+
+def _event(sid: str, version: int, metadata: Any = None) -> tuple[str, str, int, str, str, str]:
+    state: dict[str, Any] = {
+        "session_id": sid,
+        "version": version,
+        "sync_mode": "per_participant",
+        "status": "pending",
+        "participants": [],
+        "metadata": metadata or {},
+    }
+    change = {"version": version, "event": {"type": "session_created"}, "state": state, "ts": 1}
+    return (new_id().replace("-", ""), sid, version, "session_created", "e1", json.dumps(change))
+
+
+async def test_concurrent_writes_share_transactions_and_a_refused_change_fails_alone(
+    audit_dsn: str,
+) -> None:
+    writer = DurableWriter(audit_dsn, budget_s=2)
+    good = [_event(new_id(), 1) for _ in range(40)]
+    bad = _event(new_id(), 1, {"x": "\u0000"})  # PostgreSQL's jsonb refuses NUL
+    results = await asyncio.gather(
+        *(writer.write([e]) for e in good[:20]),
+        writer.write([bad]),
+        *(writer.write([e]) for e in good[20:]),
+        return_exceptions=True,
+    )
+    await writer.close()
+    refused = results[20]
+    assert isinstance(refused, StoreUnavailable)
+    assert refused.details is not None and refused.details["outcome"] == "unknown"
+    assert results[:20] + results[21:] == [None] * 40
+    conn = await asyncpg.connect(audit_dsn)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM sync_events WHERE session_id = ANY($1::text[]::uuid[])",
+            [e[1] for e in [*good, bad]],
+        )
+    finally:
+        await conn.close()
+    assert stored == 40
+
+
+async def test_a_change_blocked_by_a_stalled_transaction_fails_alone(audit_dsn: str) -> None:
+    """A worker stalled mid-batch holds its rows' locks: only that session waits (and fails)."""
+    writer = DurableWriter(audit_dsn, budget_s=1.5)
+    held, free = _event(new_id(), 1), _event(new_id(), 1)
+    await writer.write([held])  # its summary row exists now
+    stalled = await asyncpg.connect(audit_dsn)
+    transaction = stalled.transaction()
+    await transaction.start()
+    await stalled.execute(
+        "UPDATE sync_sessions SET last_version = 1 WHERE session_id = $1::text::uuid", held[1]
+    )
+    try:
+        results = await asyncio.gather(
+            writer.write([_event(held[1], 2)]), writer.write([free]), return_exceptions=True
+        )
+    finally:
+        await transaction.rollback()
+        await stalled.close()
+        await writer.close()
+    blocked, passed = results
+    assert isinstance(blocked, StoreUnavailable)
+    assert blocked.details is not None and blocked.details["outcome"] == "unknown"
+    assert passed is None

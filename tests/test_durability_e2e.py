@@ -6,8 +6,11 @@ level under test, a ``synckairos worker`` and a PostgreSQL database of the
 test's own. Sessions are switched back to back; the worker is stalled
 (SIGSTOP: whatever it holds stays in its memory) and then Redis loses every key,
 by ``FLUSHALL`` or by a SIGKILL and a restart without persistence. The load
-goes on through the fault (sessions come back from PostgreSQL on demand), then
-every session is read (restored), the worker is resumed (SIGCONT) and drains.
+goes on through the fault (sessions come back from PostgreSQL on demand; in
+the ``postgres`` level a change whose rows the stalled worker holds locked in
+its open transaction cannot be made durable and is answered 503), then the
+worker is resumed (SIGCONT), every session is read (restored) and the worker
+drains.
 
 Recorded: every acknowledged change (2xx: the version and the state the client
 was given) and every row PostgreSQL holds for the sessions. Asserted:
@@ -224,10 +227,10 @@ async def test_total_redis_loss_under_load_with_the_worker_stalled(
         await asyncio.sleep(LOAD_AFTER_FAULT_S)
         stop.set()
         await asyncio.gather(*load)
+        os.kill(worker.process.pid, signal.SIGCONT)
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             for sid in sids:  # every session comes back (restore on read)
                 assert (await http.get(f"/v1/sessions/{sid}")).status_code == 200
-        os.kill(worker.process.pid, signal.SIGCONT)
         await _wait_drained(primary.url, env["SYNCKAIROS_KEY_PREFIX"], audit_dsn, sids)
     finally:
         stop.set()

@@ -11,6 +11,7 @@ one definition of what an audit row is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 
@@ -36,20 +37,75 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+#: A lock another transaction holds did not come free within ``LOCK_TIMEOUT_MS``
+#: (or a statement ran too long): retried alone, within the caller's budget.
+_BLOCKED: tuple[type[BaseException], ...] = (
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,
+)
+
+#: ``lock_timeout`` of the writer's connections: a change whose rows another
+#: transaction holds (a stalled worker mid-batch) is split off its batch after
+#: this long instead of holding up the others.
+LOCK_TIMEOUT_MS = 500
+
+
+def _with_lock_timeout(database_url: str) -> str:
+    """``database_url`` with ``lock_timeout`` set (asyncpg passes unknown query
+    parameters to the server as settings)."""
+    separator = "&" if "?" in database_url else "?"
+    return f"{database_url}{separator}lock_timeout={LOCK_TIMEOUT_MS}"
+
+
+class _Pending:
+    """One caller's events, the future it awaits and its deadline (monotonic)."""
+
+    __slots__ = ("deadline", "events", "future")
+
+    def __init__(self, events: list[OutboxEvent], future: asyncio.Future[None], deadline: float):
+        self.events = events
+        self.future = future
+        self.deadline = deadline
+
+    def fail(self, error_class: str) -> None:
+        if not self.future.done():
+            self.future.set_exception(_not_durable(error_class))
+
+    def succeed(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
 class DurableWriter:
     """Writes changes already committed in Redis to PostgreSQL, or says it could not.
 
-    ``write`` retries transient failures with jittered backoff within
-    ``budget_s``. A change that cannot be written is reported as
+    Group commit: the changes of concurrent callers that arrive while a
+    transaction is in flight are written together in the next one (at most
+    ``max_batch`` events), so the cost per change falls as the load rises; a
+    lone change is written at once. One transaction is in flight at a time.
+    A change PostgreSQL refuses fails alone (the worker's poison isolation).
+
+    Transient failures are retried with jittered backoff until each caller's
+    ``budget_s`` is spent. A change that cannot be written is reported as
     ``StoreUnavailable`` with outcome unknown: it is in Redis (and its outbox
     entry may still reach PostgreSQL through the worker), but it was not made
     durable, so it must not be acknowledged.
     """
 
-    def __init__(self, database_url: str, *, budget_s: float = 5.0, pool_size: int = 16) -> None:
-        self.writer = AuditWriter(database_url, pool_size=pool_size)
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        budget_s: float = 5.0,
+        pool_size: int = 2,
+        max_batch: int = 500,
+    ) -> None:
+        self.writer = AuditWriter(_with_lock_timeout(database_url), pool_size=pool_size)
         self.budget_s = budget_s
         """How long one ``write`` keeps retrying before giving up."""
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def write(self, events: list[OutboxEvent]) -> None:
         """Write ``events`` (committed in Redis, with their outbox event ids), or raise.
@@ -62,33 +118,83 @@ class DurableWriter:
                 ``details["error"]`` the error class. The message never carries
                 the driver's text.
         """
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        deadline = time.monotonic() + self.budget_s
+        pending = _Pending(events, loop.create_future(), time.monotonic() + self.budget_s)
+        self._queue.append(pending)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name="durable-writer")
+        try:
+            await pending.future
+        except StoreUnavailable:
+            metrics.AUDIT_SYNC_WRITES.labels("failed").observe(time.perf_counter() - started)
+            raise
+        metrics.AUDIT_SYNC_WRITES.labels("ok").observe(time.perf_counter() - started)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                await self._write_batch(batch)
+            except BaseException as exc:  # never leave a caller waiting
+                for pending in batch:
+                    pending.fail(type(exc).__name__)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
         delay = 0.025
         while True:
+            events = [event for pending in batch for event in pending.events]
             try:
                 outcome = await self.writer.write(events)
+            except _BLOCKED as exc:
+                if len(batch) > 1:
+                    # One change waits on a row another transaction holds (a
+                    # stalled worker): the others must not wait with it.
+                    for pending in batch:
+                        await self._write_batch([pending])
+                    return
+                error: BaseException = exc
             except _TRANSIENT as exc:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _not_durable(type(exc).__name__, started) from exc
-                await asyncio.sleep(min(delay * (0.5 + random.random()), remaining))
-                delay = min(delay * 2, 0.5)
-                continue
+                error = exc
             except (asyncpg.PostgresError, msgspec.DecodeError, ValueError) as exc:
-                raise _not_durable(type(exc).__name__, started) from exc
-            if outcome.refused:
-                raise _not_durable(outcome.refused[0].error, started)
-            metrics.AUDIT_SYNC_WRITES.labels("ok").observe(time.perf_counter() - started)
-            return
+                for pending in batch:
+                    pending.fail(type(exc).__name__)
+                return
+            else:
+                refused = {r.event[0]: r.error for r in outcome.refused}
+                for pending in batch:
+                    bad = next((refused[e[0]] for e in pending.events if e[0] in refused), None)
+                    if bad is None:
+                        pending.succeed()
+                    else:
+                        pending.fail(bad)
+                return
+            now = time.monotonic()
+            for pending in batch:
+                if pending.deadline <= now:
+                    pending.fail(type(error).__name__)
+            batch = [p for p in batch if p.deadline > now and not p.future.done()]
+            if not batch:
+                return
+            wait = min(p.deadline for p in batch) - now
+            await asyncio.sleep(min(delay * (0.5 + random.random()), wait))
+            delay = min(delay * 2, 0.5)
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pool (callers still waiting get outcome unknown)."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for pending in self._queue:
+            pending.fail("WriterClosed")
+        self._queue.clear()
         await self.writer.close()
 
 
-def _not_durable(error_class: str, started: float) -> StoreUnavailable:
-    metrics.AUDIT_SYNC_WRITES.labels("failed").observe(time.perf_counter() - started)
+def _not_durable(error_class: str) -> StoreUnavailable:
     return StoreUnavailable(
         "the change was committed in Redis but could not be written to PostgreSQL "
         "(durability level postgres): its outcome is unknown; read the session before retrying",
