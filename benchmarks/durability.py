@@ -11,12 +11,14 @@ the median per level of: throughput, latency p50/p99 (client side), the
 server's CPU per switch and the CPU per switch of everything behind it (both
 Redis servers, the worker, PostgreSQL), read from ``/proc``.
 
-In the runs of the ``redis`` level it also samples, every 0.2 s, how far the
-audit trail is behind: ``synckairos_audit_relay_lag_seconds`` from ``/metrics``
-(age of the oldest outbox entry not yet handed to dramatiq) and ``now -
-max(committed_at_ms)`` of ``sync_events`` (age of the newest change PostgreSQL
-holds: under a steady load, the window of acknowledged changes a total Redis
-loss would cost). It reports their p50/p99/max.
+It also measures how far the audit trail is behind, two ways: it samples
+``synckairos_audit_relay_lag_seconds`` from ``/metrics`` every 0.2 s while
+commits happen (age of the oldest outbox entry not yet handed to dramatiq: what
+an operator sees), and, once every stack has drained, for every switch of each
+run it takes PostgreSQL's commit time of the transaction that inserted its row
+(``track_commit_timestamp``) minus its Redis commit time (``committed_at_ms``):
+the time a change acknowledged in the ``redis`` level is exposed to a total
+Redis loss. It reports p50/p99/max of both.
 
 Everything is measured here, on this machine, while it runs; nothing is
 computed from assumptions. Results are also written as JSON (``--json``).
@@ -40,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 import redis
+import redis.asyncio
 
 from synckairos.audit.migrate import migrate
 from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
@@ -153,38 +156,66 @@ class Stack:
         self.log.close()
 
 
-async def _sample_lag(
-    url: str, database_url: str, stop: asyncio.Event
-) -> tuple[list[float], list[float]]:
-    """Relay lag (from /metrics) and PostgreSQL lag (now - newest commit held), seconds."""
+async def _sample_relay_lag(url: str, stop: asyncio.Event) -> list[float]:
+    """``synckairos_audit_relay_lag_seconds`` every 0.2 s while commits happen."""
     relay: list[float] = []
-    persisted: list[float] = []
     commits_before = -1.0
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+        while not stop.is_set():
+            metrics = (await http.get("/metrics")).text
+            commits = 0.0
+            relay_lag = None
+            for line in metrics.splitlines():
+                if line.startswith("synckairos_audit_relay_lag_seconds "):
+                    relay_lag = float(line.split()[1])
+                elif line.startswith("synckairos_commits_total{"):
+                    commits += float(line.split()[-1])
+            # Only while changes are being committed (not between runs).
+            if commits_before >= 0 and commits > commits_before and relay_lag is not None:
+                relay.append(relay_lag)
+            commits_before = commits
+            await asyncio.sleep(0.2)
+    return relay
+
+
+#: Per switch event of a time range: PostgreSQL's commit time of the
+#: transaction that inserted its row (``track_commit_timestamp``) minus its
+#: commit time in Redis (``committed_at_ms``, the node's clock), in ms.
+_PERSIST_LAG = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+       max(lag) AS max, count(*) AS n
+FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000 - committed_at_ms AS lag
+      FROM sync_events
+      WHERE event_type = 'cycle_switched' AND committed_at_ms BETWEEN $1 AND $2) AS t
+"""
+
+
+async def _persist_lag(database_url: str, start_ms: int, end_ms: int) -> dict[str, float | None]:
     conn = await asyncpg.connect(database_url)
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=2) as http:
-            while not stop.is_set():
-                metrics = (await http.get("/metrics")).text
-                commits = 0.0
-                relay_lag = None
-                for line in metrics.splitlines():
-                    if line.startswith("synckairos_audit_relay_lag_seconds "):
-                        relay_lag = float(line.split()[1])
-                    elif line.startswith("synckairos_commits_total{"):
-                        commits += float(line.split()[-1])
-                newest = await conn.fetchval("SELECT max(committed_at_ms) FROM sync_events")
-                # Only while changes are being committed (not before the load or
-                # after it, when the newest persisted change just ages).
-                if commits_before >= 0 and commits > commits_before:
-                    if relay_lag is not None:
-                        relay.append(relay_lag)
-                    if newest is not None:
-                        persisted.append(max(0.0, time.time() - newest / 1000))
-                commits_before = commits
-                await asyncio.sleep(0.2)
+        row = await conn.fetchrow(_PERSIST_LAG, start_ms, end_ms)
     finally:
         await conn.close()
-    return relay, persisted
+    return {k: (None if row[k] is None else float(row[k])) for k in ("p50", "p99", "max", "n")}
+
+
+async def _drained(stack: Stack) -> None:
+    """Wait until the stack's outbox is empty and PostgreSQL stops growing."""
+    client = redis.asyncio.Redis.from_url(stack.primary.url)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        last, stable = -1, 0
+        deadline = time.monotonic() + 300
+        while stable < 4 and time.monotonic() < deadline:
+            outbox = await client.xlen("sk:outbox")
+            rows = await conn.fetchval("SELECT count(*) FROM sync_events")
+            stable = stable + 1 if outbox == 0 and rows == last else 0
+            last = rows
+            await asyncio.sleep(0.5)
+    finally:
+        await client.aclose()
+        await conn.close()
 
 
 def _run_switch(stack: Stack, clients: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -223,23 +254,22 @@ def _measure(
     backends = stack.backend_pids(postgres)
     cpu_before = _cpu_s(backends)
     stop = asyncio.Event()
-    lag: tuple[list[float], list[float]] = ([], [])
+    relay_lag: list[float] = []
 
     async def run() -> dict[str, Any]:
-        nonlocal lag
-        sampling = None
-        if stack.level == "redis":
-            sampling = asyncio.create_task(_sample_lag(stack.url, stack.database_url, stop))
+        nonlocal relay_lag
+        sampling = asyncio.create_task(_sample_relay_lag(stack.url, stop))
         try:
             return await asyncio.to_thread(_run_switch, stack, clients, args)
         finally:
             stop.set()
-            if sampling is not None:
-                lag = await sampling
+            relay_lag = await sampling
 
+    start_ms = time.time_ns() // 1_000_000
     started = time.monotonic()
     result = asyncio.run(run())
     elapsed = time.monotonic() - started
+    end_ms = time.time_ns() // 1_000_000
     backend_cpu = _cpu_s(backends) - cpu_before
     switch = result["ops"]["switch"]
     rps = result["throughput_rps"] or 0.0
@@ -263,8 +293,8 @@ def _measure(
         "backend_cpu_s": backend_cpu,
         "run_s": elapsed,
         "switches": switch["ok"],
-        "relay_lag_s": lag[0],
-        "persisted_lag_s": lag[1],
+        "relay_lag_s": relay_lag,
+        "window_ms": [start_ms, end_ms],
     }
 
 
@@ -296,17 +326,28 @@ def _summary(rows: list[dict[str, Any]], clients: list[int]) -> list[str]:
                 f"{med('p99_ms'):.2f} | {'?' if cpu is None else f'{cpu:,.0f}'} | "
                 f"{sum(r['errors'] for r in mine)} | {len(mine)} |"
             )
-    lag_rows = [r for r in rows if r["level"] == "redis"]
+    lines.append("")
+    lines.append(
+        "| level | clients | relay lag p50 / p99 / max s (sampled) | "
+        "Redis commit → PostgreSQL commit p50 / p99 / max ms (every switch) |"
+    )
+    lines.append("|---|---:|---|---|")
     for c in clients:
-        relay = [v for r in lag_rows if r["clients"] == c for v in r["relay_lag_s"]]
-        persisted = [v for r in lag_rows if r["clients"] == c for v in r["persisted_lag_s"]]
-        lines.append(
-            f"level redis, {c} clients: relay lag p50/p99/max "
-            f"{_quantile(relay, 0.5)}/{_quantile(relay, 0.99)}/{max(relay, default=None)} s "
-            f"({len(relay)} samples); PostgreSQL behind by p50/p99/max "
-            f"{_fmt(_quantile(persisted, 0.5))}/{_fmt(_quantile(persisted, 0.99))}/"
-            f"{_fmt(max(persisted, default=None))} s ({len(persisted)} samples)"
-        )
+        for level in LEVELS:
+            mine = [r for r in rows if r["level"] == level and r["clients"] == c]
+            if not mine:
+                continue
+            relay = [v for r in mine for v in r["relay_lag_s"]]
+            lag = [r["persist_lag_ms"] for r in mine if r.get("persist_lag_ms")]
+            p50 = statistics.median([x["p50"] for x in lag if x["p50"] is not None] or [0])
+            p99 = statistics.median([x["p99"] for x in lag if x["p99"] is not None] or [0])
+            worst = max([x["max"] for x in lag if x["max"] is not None] or [0])
+            lines.append(
+                f"| {level} | {c} | {_fmt(_quantile(relay, 0.5))} / "
+                f"{_fmt(_quantile(relay, 0.99))} / {_fmt(max(relay, default=None))} "
+                f"({len(relay)} samples) | {p50:,.0f} / {p99:,.0f} / {worst:,.0f} "
+                f"(median of the runs' p50 and p99; max of all) |"
+            )
     return lines
 
 
@@ -328,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     clients = [int(c) for c in args.clients.split(",")]
     levels = [level for level in args.levels.split(",") if level]
     rows: list[dict[str, Any]] = []
-    with EmbeddedPostgres() as postgres:
+    with EmbeddedPostgres(settings={"track_commit_timestamp": "on"}) as postgres:
         stacks = [Stack(level, postgres) for level in levels]
         try:
             for round_ in range(args.rounds):
@@ -344,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                             f"{_fmt(row['server_cpu_us_per_switch'])} µs/switch "
                             f"host {row['host_percent']}% errors {row['errors']}",
                             flush=True,
+                        )
+            for stack in stacks:
+                asyncio.run(_drained(stack))
+                for row in rows:
+                    if row["level"] == stack.level:
+                        row["persist_lag_ms"] = asyncio.run(
+                            _persist_lag(stack.database_url, *row["window_ms"])
                         )
         finally:
             for stack in stacks:
