@@ -147,7 +147,8 @@ AUDIT_PERSISTED = Gauge(
 )
 AUDIT_RETRIES = Gauge("synckairos_audit_retries", "Failed audit batch attempts, retried.")
 AUDIT_DEAD_LETTERED = Gauge(
-    "synckairos_audit_dead_lettered", "Audit batches dead-lettered after their last retry."
+    "synckairos_audit_dead_lettered",
+    "Audit dead letters: batches after their last retry, events PostgreSQL refused alone.",
 )
 AUDIT_RELAY_LAG = Gauge(
     "synckairos_audit_relay_lag_seconds", "Age of the oldest audit event not yet relayed."

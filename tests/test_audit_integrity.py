@@ -203,6 +203,16 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
         _xadd(stack, victim, clash, epoch.decode(), clash_id)
         assert clash.state.version == 2
 
+        # Poison 3: a malformed outbox entry (a version that is not a number,
+        # a change that is not JSON): it must not stop the relay for everyone.
+        malformed_id = new_id()
+        client = _redis(stack)
+        client.xadd(
+            f"{stack.prefix}:outbox",
+            {"id": malformed_id, "sid": new_id(), "v": "seven", "t": "x", "e": "", "c": "{oops"},
+        )
+        client.close()
+
         # More innocent changes after the poison, in the same batch.
         for body in bodies:
             sid = body["session_id"]
@@ -221,36 +231,37 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
 
         await _wait(innocent_landed, "every innocent version in PostgreSQL")
 
-        async def two_dead_letters() -> bool:
-            return _counter(stack, "dead_lettered") >= 2
+        async def three_dead_letters() -> bool:
+            return _counter(stack, "dead_lettered") >= 3
 
-        await _wait(two_dead_letters, "2 dead letters")
+        await _wait(three_dead_letters, "3 dead letters")
         rows = await _rows(stack.database_url)
         stored_ids = {event_id for events in rows.values() for _, event_id in events}
         assert nul_id not in stored_ids and clash_id not in stored_ids
         assert spec.session_id not in rows
         letters = _dead_letters(stack)
-        assert sorted(len(events) for events in letters) == [1, 1], "each poison alone"
-        assert {events[0][0] for events in letters} == {nul_id, clash_id}
-        assert _counter(stack, "dead_lettered") == 2
+        assert sorted(len(events) for events in letters) == [1, 1, 1], "each poison alone"
+        assert {events[0][0] for events in letters} == {nul_id, clash_id, malformed_id}
+        assert _counter(stack, "dead_lettered") == 3
         async with httpx.AsyncClient(base_url=stack.server.url) as http:
             metrics = (await http.get("/metrics")).text
-        assert "synckairos_audit_dead_lettered 2.0" in metrics
+        assert "synckairos_audit_dead_lettered 3.0" in metrics
     finally:
         worker.stop()
     log = worker.text()
     assert nul_id in log and "UntranslatableCharacterError" in log
     assert clash_id in log and "UniqueViolationError" in log
+    assert malformed_id in log
     assert SECRET not in log, "a log line quotes the metadata"
     assert "innocent" not in log
 
     # Still unstorable: requeue names both and keeps them.
     result = await _requeue(stack)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "0 event(s) stored, 2 still refused" in result.stdout
-    assert nul_id in result.stdout and clash_id in result.stdout
+    assert "0 event(s) stored, 3 still refused" in result.stdout
+    assert nul_id in result.stdout and clash_id in result.stdout and malformed_id in result.stdout
     assert SECRET not in result.stdout + result.stderr
-    assert len(_dead_letters(stack)) == 2
+    assert len(_dead_letters(stack)) == 3
 
     # The operator decides the clashing event is the real version 2.
     conn = await asyncpg.connect(stack.database_url)
@@ -260,11 +271,11 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
     await conn.close()
     result = await _requeue(stack)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 event(s) stored, 1 still refused" in result.stdout
+    assert "1 event(s) stored, 2 still refused" in result.stdout
     assert nul_id in result.stdout and clash_id not in result.stdout
     rows = await _rows(stack.database_url)
     assert (2, clash_id) in rows[victim]
-    assert [events[0][0] for events in _dead_letters(stack)] == [nul_id]
+    assert sorted(events[0][0] for events in _dead_letters(stack)) == sorted([nul_id, malformed_id])
 
 
 def _many_increments() -> Transition:
@@ -334,3 +345,51 @@ async def test_values_that_grow_over_a_session_life_fit_the_audit_columns(quiet_
     assert cycles == 72_000
     assert version == 1_800_000_000_000_000
     assert _counter(stack, "dead_lettered") == 0
+
+
+async def test_a_batch_failing_on_a_dead_database_is_logged_without_its_states(
+    quiet_stack: Stack, tmp_path: Path
+):
+    """dramatiq logs a failing message with its arguments and a traceback: redacted."""
+    from synckairos.embedded import free_port
+
+    stack = quiet_stack
+    broken = {
+        **stack.env,
+        "SYNCKAIROS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+    }
+    body = session_body(metadata={"patient": SECRET})
+    async with httpx.AsyncClient(base_url=stack.server.url) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+    worker = LoggedWorker(broken, tmp_path / "worker.log")
+    try:
+
+        async def dead_lettered() -> bool:
+            return _counter(stack, "dead_lettered") >= 1
+
+        await _wait(dead_lettered, "the batch dead-lettered")
+    finally:
+        worker.stop()
+    log = worker.text()
+    assert "dead-lettered after its last retry" in log
+    assert "ConnectionRefusedError" in log or "OSError" in log, log
+    assert SECRET not in log, "a log line quotes the batch"
+
+    # requeue while PostgreSQL is still unreachable: it says so and keeps the batch.
+    down = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "synckairos", "audit", "requeue"],
+        env={**os.environ, **broken},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1 and "stopped" in down.stderr, down.stderr
+    assert SECRET not in down.stdout + down.stderr
+    assert len(_dead_letters(stack)) == 1
+    # Once it is back, the batch lands and the dead letter is gone.
+    result = await _requeue(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "requeued 1 dead letter(s): 1 event(s) stored, 0 still refused" in result.stdout
+    assert (await _rows(stack.database_url))[body["session_id"]] != []
+    assert _dead_letters(stack) == []

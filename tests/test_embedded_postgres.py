@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from synckairos.audit.migrate import (
+    MIGRATIONS_DIR,
     ensure_database,
     migrate,
     migration_files,
@@ -262,6 +264,7 @@ async def test_the_schema_has_the_audit_tables_and_indexes(audit_dsn):
         ("sync_events", "sync_events_pkey"),
         ("sync_events", "sync_events_session_version"),
         ("sync_events", "sync_events_session_time"),
+        ("sync_events", "sync_events_one_row_per_version"),
         ("sync_participants", "sync_participants_pkey"),
         ("sync_participants", "unique_session_participant"),
     }
@@ -271,7 +274,24 @@ async def test_the_schema_has_the_audit_tables_and_indexes(audit_dsn):
     assert columns[("sync_events", "id")] == "uuid"
     assert columns[("sync_events", "state_snapshot")] == "jsonb"
     assert columns[("sync_events", "committed_at_ms")] == "bigint"
-    assert columns[("sync_sessions", "last_version")] == "integer"
+    one_row = indexes[("sync_events", "sync_events_one_row_per_version")]
+    assert "UNIQUE" in one_row and "(session_id, epoch, version)" in one_row
+    assert "session_deleted" in one_row
+    # 002: versions, durations and counts are BIGINT (they outgrow 2**31).
+    for table, column in [
+        ("sync_sessions", "last_version"),
+        ("sync_sessions", "total_cycles"),
+        ("sync_sessions", "time_per_cycle_ms"),
+        ("sync_events", "version"),
+        ("sync_events", "time_remaining_ms"),
+        ("sync_events", "time_elapsed_ms"),
+        ("sync_events", "cycle_number"),
+        ("sync_participants", "total_time_ms"),
+        ("sync_participants", "total_cycles"),
+        ("sync_participants", "total_time_active_ms"),
+        ("sync_participants", "last_version"),
+    ]:
+        assert columns[(table, column)] == "bigint", (table, column)
     assert columns[("schema_migrations", "applied_at")] == "timestamp with time zone"
 
 
@@ -291,6 +311,60 @@ async def test_an_event_id_is_stored_once(audit_dsn):
             )
     finally:
         await conn.close()
+
+
+async def test_one_version_of_an_incarnation_is_one_row(audit_dsn):
+    conn = await asyncpg.connect(audit_dsn)
+    try:
+        session_id = new_id()
+        insert = (
+            "INSERT INTO sync_events (id, session_id, event_type, version, epoch, committed_at_ms)"
+            " VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING"
+        )
+        first = new_id()
+        assert await conn.execute(insert, first, session_id, "session_created", 1, "a") == (
+            "INSERT 0 1"
+        )
+        # A redelivery of the same event is absorbed by ON CONFLICT (id), not refused.
+        assert await conn.execute(insert, first, session_id, "session_created", 1, "a") == (
+            "INSERT 0 0"
+        )
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(insert, new_id(), session_id, "session_started", 1, "a")
+        # Another incarnation, and the deletion row repeating the last version: allowed.
+        await conn.execute(insert, new_id(), session_id, "session_created", 1, "b")
+        await conn.execute(insert, new_id(), session_id, "session_deleted", 1, "a")
+    finally:
+        await conn.close()
+
+
+async def test_migration_002_stops_on_an_archive_with_two_rows_for_one_version(postgres_server):
+    url = _fresh_database(postgres_server)
+    first = MIGRATIONS_DIR / "001_initial.sql"
+    with tempfile.TemporaryDirectory() as only_001:
+        shutil.copy(first, only_001)
+        assert await migrate(url, directory=Path(only_001)) == ["001_initial.sql"]
+    conn = await asyncpg.connect(url)
+    try:
+        session_id = new_id()
+        for _ in range(2):
+            await conn.execute(
+                "INSERT INTO sync_events (id, session_id, event_type, version, epoch,"
+                " committed_at_ms) VALUES ($1, $2, 'cycle_switched', 7, 'e', 0)",
+                new_id(),
+                session_id,
+            )
+        with pytest.raises(asyncpg.RaiseError) as raised:
+            await migrate(url)
+        assert "GROUP BY" in (raised.value.hint or "")
+        applied = await conn.fetch("SELECT name FROM schema_migrations")
+        assert [row["name"] for row in applied] == ["001_initial.sql"]
+        await conn.execute(
+            "DELETE FROM sync_events WHERE id = (SELECT id FROM sync_events LIMIT 1)"
+        )
+    finally:
+        await conn.close()
+    assert await migrate(url) == ["002_bigint_and_unique_version.sql"]
 
 
 # -- helpers -------------------------------------------------------------------------

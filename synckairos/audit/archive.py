@@ -88,7 +88,8 @@ class AuditArchive:
                     self.database_url, min_size=0, max_size=4, timeout=5, command_timeout=10
                 )
             except (OSError, asyncpg.PostgresError) as exc:
-                raise StoreUnavailable(f"audit store unreachable: {exc}") from exc
+                # The class only: a driver message may quote the row or the DSN.
+                raise StoreUnavailable(f"audit store unreachable ({type(exc).__name__})") from exc
         return self._pool
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
@@ -96,7 +97,7 @@ class AuditArchive:
         try:
             rows: list[Any] = await pool.fetch(query, *args)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"audit store error: {exc}") from exc
+            raise StoreUnavailable(f"audit store error ({type(exc).__name__})") from exc
         return rows
 
     async def latest_snapshot(self, session_id: str) -> Snapshot | None:

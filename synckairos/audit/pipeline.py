@@ -9,13 +9,14 @@ events to ``AuditWriter``, which inserts it in one transaction with
 Poison isolation: when PostgreSQL *refuses the data* of a batch (a data or
 constraint error: ``asyncpg.DataError``, ``IntegrityConstraintViolationError``,
 ``ProgramLimitExceededError``) or an event cannot even be decoded, the writer
-stores the batch again event by event, one transaction each, so one
-unstorable event can only fail itself. Each event that still fails becomes a
-dead letter of its own (a one-event ``persist_events`` message in dramatiq's
-dead-letter set), is counted in ``P:audit:dead_lettered`` and logged with its
-ids and the error class. Every other error (PostgreSQL down, too many
-connections, a schema not migrated) fails the whole batch, which dramatiq
-retries with exponential backoff; after the last retry it dead-letters the
+stores the batch again event by event (one transaction, a savepoint per
+event), so one unstorable event can only fail itself. Each event that still
+fails becomes a dead letter of its own (a one-event ``persist_events``
+message in dramatiq's dead-letter set), is counted in
+``P:audit:dead_lettered`` and logged with its ids and the error class.
+Every other error (PostgreSQL down, too many connections, a schema not
+migrated) fails the whole batch, which dramatiq retries with exponential
+backoff; after the last retry it dead-letters the
 batch, and ``AuditMonitor`` counts and logs it. ``synckairos audit requeue``
 replays both kinds (``synckairos.audit.requeue``).
 
@@ -212,6 +213,10 @@ class RefusedEvent(msgspec.Struct, frozen=True):
     sqlstate: str | None = None
     """PostgreSQL's SQLSTATE (``22P05``...), None for a decoding error."""
 
+    def reason(self) -> str:
+        """``UntranslatableCharacterError, SQLSTATE 22P05``: safe to log (no data)."""
+        return self.error if self.sqlstate is None else f"{self.error}, SQLSTATE {self.sqlstate}"
+
 
 class WriteOutcome(msgspec.Struct):
     """What ``AuditWriter.write`` did with a batch."""
@@ -261,11 +266,12 @@ class AuditWriter:
         """Store ``events``; every storable one lands even when others cannot.
 
         First the whole batch in one transaction. If PostgreSQL refuses its
-        data, or an event cannot be decoded, each event is then written in a
-        transaction of its own (its row plus the session and participant
-        upserts derived from it), in batch order; the ones that fail are
-        returned in ``refused`` and nothing of them is written. Idempotent:
-        an event already stored (same id) counts as stored.
+        data, or an event cannot be decoded, the batch is written again in
+        one transaction with a savepoint per event (its row plus the session
+        and participant upserts derived from it), in batch order; the events
+        that fail roll back to their savepoint, are returned in ``refused``
+        and nothing of them is written. Idempotent: an event already stored
+        (same id) counts as stored.
 
         Raises:
             Any error that is not about the data (PostgreSQL unreachable,
@@ -298,7 +304,7 @@ class AuditWriter:
                     )
                 else:
                     return WriteOutcome(stored=len(batch))
-            return await self._write_one_by_one(pool, batch)
+            return await self._write_with_savepoints(pool, batch)
         except _CONNECTION_LOST:
             # The pool may hold dead connections after a PostgreSQL restart.
             pool, self._pool = self._pool, None
@@ -306,9 +312,13 @@ class AuditWriter:
                 pool.terminate()
             raise
 
-    async def _write_one_by_one(self, pool: asyncpg.Pool, batch: list[OutboxEvent]) -> WriteOutcome:
+    async def _write_with_savepoints(
+        self, pool: asyncpg.Pool, batch: list[OutboxEvent]
+    ) -> WriteOutcome:
+        # One transaction, one savepoint per event: a refused event rolls back
+        # to its savepoint only, and the batch still costs a single commit.
         outcome = WriteOutcome()
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             for event in batch:
                 try:
                     rows = to_rows([event])
@@ -316,7 +326,7 @@ class AuditWriter:
                     outcome.refused.append(_refusal(event, exc))
                     continue
                 try:
-                    async with conn.transaction():
+                    async with conn.transaction():  # nested: a savepoint
                         await _write_rows(conn, rows)
                 except _REFUSED_BY_POSTGRES as exc:
                     outcome.refused.append(_refusal(event, exc))
@@ -337,15 +347,18 @@ async def _write_rows(conn: Any, rows: Rows) -> None:
         await conn.execute(_RESET_PARTICIPANTS, deleted)
 
 
-def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> str:
+def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> bool:
     """Put one refused event into dramatiq's dead-letter set, as a message of its own.
 
     The message is a ``persist_events`` call with that single event, so
     ``synckairos audit requeue`` replays it like a dead-lettered batch; its
-    options record the error class and SQLSTATE. Returns its
-    ``redis_message_id``.
+    options record the error class and SQLSTATE. Its ``redis_message_id`` is
+    ``event:<event id>``, so dead-lettering the same event again (a batch
+    redelivered after a worker died) replaces it instead of adding a second
+    one. Returns True when the event was not a dead letter yet.
     """
-    rid = str(uuid.uuid4())
+    event_id = event_ids(refused.event)[0]
+    rid = f"event:{event_id}" if event_id not in ("", "?") else f"event:?{uuid.uuid4()}"
     message: Message[Any] = Message(
         queue_name=AUDIT_QUEUE,
         actor_name="persist_events",
@@ -360,8 +373,8 @@ def dead_letter(broker: RedisBroker, refused: RefusedEvent) -> str:
     pipe = broker.client.pipeline(transaction=True)
     pipe.hset(bodies, rid, message.encode())
     pipe.zadd(xq, {rid: int(time.time() * 1000)})
-    pipe.execute()
-    return rid
+    added = pipe.execute()[1]
+    return bool(added)
 
 
 class AuditMonitor(Middleware):
@@ -440,18 +453,16 @@ class AuditPipeline:
         """
         outcome = await self.writer.write(events)
         for refused in outcome.refused:
-            dead_letter(self.broker, refused)
-            self._counters.incr(counter_key(self.prefix, "dead_lettered"))
+            if dead_letter(self.broker, refused):
+                self._counters.incr(counter_key(self.prefix, "dead_lettered"))
             event_id, session_id, version = event_ids(refused.event)
             logger.error(
-                "audit event %s (session %s, version %s) refused by PostgreSQL: %s "
-                "(SQLSTATE %s); dead-lettered alone, replay it with "
-                "`synckairos audit requeue` after a fix",
+                "audit event %s (session %s, version %s) cannot be stored (%s); "
+                "dead-lettered alone, replay it with `synckairos audit requeue` after a fix",
                 event_id,
                 session_id,
                 version,
-                refused.error,
-                refused.sqlstate,
+                refused.reason(),
             )
         if outcome.stored:
             self._counters.incrby(counter_key(self.prefix, "persisted"), outcome.stored)

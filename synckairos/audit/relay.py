@@ -66,7 +66,8 @@ class OutboxRelay:
     async def _relay(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
         live = [(entry_id, fields) for entry_id, fields in entries if fields]
         if live:
-            await asyncio.to_thread(self.send, [from_stream_fields(f) for _, f in live])
+            events = [_as_event(entry_id, fields) for entry_id, fields in live]
+            await asyncio.to_thread(self.send, events)
         ids = [entry_id for entry_id, _ in entries]
         if ids:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -105,10 +106,31 @@ class OutboxRelay:
                     await self.run_once()
                     backoff = 0.1
             except (redis_errors.RedisError, OSError) as exc:
-                logger.warning("outbox relay error (%s); retrying in %.1f s", exc, backoff)
+                logger.warning(
+                    "outbox relay error (%s); retrying in %.1f s", type(exc).__name__, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     def stop(self) -> None:
         """Finish after the current batch."""
         self._stopping = True
+
+
+_FIELDS = (b"id", b"sid", b"v", b"t", b"e", b"c")
+
+
+def _as_event(entry_id: bytes, fields: dict[bytes, bytes]) -> OutboxEvent:
+    """The event of an outbox entry; a malformed entry is passed on as it is.
+
+    The commit script always writes every field. An entry that lacks one or
+    holds a non-integer version (written by hand, or by another program) must
+    not stop the relay for everyone: it goes on as text, the worker cannot
+    store it and dead-letters it alone (poison isolation).
+    """
+    try:
+        return from_stream_fields(fields)
+    except (KeyError, ValueError):
+        logger.error("outbox entry %s is malformed; it will be dead-lettered", entry_id.decode())
+        raw = [fields.get(name, b"").decode(errors="replace") for name in _FIELDS]
+        return (raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])  # type: ignore[return-value]

@@ -45,7 +45,8 @@ class ReplayReport(msgspec.Struct):
     stored: int = 0
     """Events now in PostgreSQL (including the ones that already were)."""
     still_refused: list[RefusedEvent] = msgspec.field(default_factory=list)
-    """Events PostgreSQL still refuses: they stay dead letters."""
+    """Events still not storable (refused by PostgreSQL, or undecodable): they stay
+    dead letters."""
     undecodable: int = 0
     """Dead letters that are not a ``persist_events`` message: left untouched."""
 
@@ -56,14 +57,14 @@ class ReplayReport(msgspec.Struct):
         """
         out = [
             f"requeued {self.dead_letters} dead letter(s): {self.stored} event(s) stored, "
-            f"{len(self.still_refused)} still refused by PostgreSQL"
+            f"{len(self.still_refused)} still refused"
             + (f", {self.undecodable} undecodable dead letter(s) left" if self.undecodable else "")
         ]
         for refused in self.still_refused:
             event_id, session_id, version = event_ids(refused.event)
             out.append(
                 f"still refused: event {event_id} (session {session_id}, version {version}): "
-                f"{refused.error} (SQLSTATE {refused.sqlstate}); it stays a dead letter"
+                f"{refused.reason()}; it stays a dead letter"
             )
         return out
 

@@ -57,7 +57,7 @@ from synckairos.core.model import (
     TimeoutAction,
     TimeoutActionType,
 )
-from synckairos.core.storable import storable_problems
+from synckairos.core.storable import id_problems, storable_problems
 from synckairos.exceptions import InvalidTransition, TimeoutNotDue, ValidationFailed
 
 __all__ = [
@@ -198,6 +198,11 @@ def _validate_create(spec: CreateSession) -> None:
         )
     if spec.metadata is not None:
         problems.extend(storable_problems(spec.metadata))
+    named: list[tuple[str, str | None]] = [("session_id", spec.session_id)]
+    for i, p in enumerate(spec.participants):
+        named += [(f"participants[{i}].participant_id", p.participant_id)]
+        named += [(f"participants[{i}].group_id", p.group_id)]
+    problems.extend(id_problems(named))
     if problems:
         raise ValidationFailed("invalid session definition", problems)
 

@@ -3,9 +3,11 @@
 Every accepted change is written to PostgreSQL (``sync_events.state_snapshot``
 and ``sync_sessions.metadata`` are JSONB) and read back from there when a
 session is restored, so the API refuses, with 400 ``VALIDATION_ERROR``, any
-value that PostgreSQL would refuse or that would not come back the same. The
-only free-form input is ``metadata`` (every other field is a UUID, an enum or
-a bounded integer). What is refused there, and why:
+value that PostgreSQL would refuse or that would not come back the same. Ids
+must be whole UUIDs (``id_problems``: PostgreSQL's ``uuid`` refuses a
+trailing newline that a regex ``$`` lets through). The only free-form input
+is ``metadata`` (every other field is an enum or a bounded integer). What is
+refused there, and why:
 
 * **NUL** (``\\u0000``) in any string, key or value, at any depth: JSONB
   refuses it (``unsupported Unicode escape sequence``, SQLSTATE 22P05).
@@ -37,9 +39,11 @@ cycle counts) need no check here: the audit columns are BIGINT (migration
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MAX_METADATA_DEPTH", "storable_problems"]
+__all__ = ["MAX_METADATA_DEPTH", "id_problems", "storable_problems"]
 
 #: Deepest nesting accepted in ``metadata`` (the object itself is depth 1).
 MAX_METADATA_DEPTH = 32
@@ -85,6 +89,24 @@ def storable_problems(value: Any, field: str = "metadata") -> list[dict[str, str
         elif isinstance(item, float) and not math.isfinite(item):
             report("number", path, "numbers must be finite")
     return problems
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def id_problems(ids: Iterable[tuple[str, str | None]]) -> list[dict[str, str]]:
+    """``{field, message}`` for each ``(field, id)`` PostgreSQL's ``uuid`` type refuses.
+
+    The whole string must be a UUID: a regex ``$`` also matches before a
+    trailing newline, and ``'<uuid>\n'::uuid`` fails (SQLSTATE 22P02), so
+    such an id would be accepted by Redis and refused by the audit trail.
+    None (an absent optional id) is fine.
+    """
+    return [
+        {"field": field, "message": "must be a UUID, nothing before or after it"}
+        for field, value in ids
+        if value is not None and _UUID.fullmatch(value) is None
+    ]
 
 
 def _printable(key: object) -> str:
