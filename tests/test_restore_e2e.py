@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,7 +24,8 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
-from synckairos.embedded import EmbeddedRedis
+from synckairos.embedded import EmbeddedRedis, free_port
+from tests.conftest import ServerProcess
 from tests.helpers import session_body
 from tests.test_audit_e2e import Stack, _cli, _persisted_version
 
@@ -307,3 +309,89 @@ async def test_reconcile_never_overwrites_a_newer_incarnation(private_stack: Sta
     assert await client.hget(key, "v") == b"1"
     assert await client.hget(key, "e") == b"0123456789abcdef"
     await client.aclose()
+
+
+async def test_a_create_that_cannot_check_the_archive_creates_nothing(
+    redis_server: EmbeddedRedis,
+):
+    # An audit store nobody listens on: the check cannot be made, so no 201.
+    prefix = f"nopg{uuid.uuid4().hex[:8]}"
+    server = ServerProcess(
+        redis_server.url,
+        SYNCKAIROS_KEY_PREFIX=prefix,
+        SYNCKAIROS_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+    )
+    try:
+        body = session_body()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            refused = await http.post("/v1/sessions", json=body)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "UNAVAILABLE"
+        client = aioredis.Redis.from_url(redis_server.url)
+        assert not await client.exists(f"{prefix}:{{{body['session_id']}}}")
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_delete_after_a_redis_loss_deletes_the_session_for_good(private_stack: Stack):
+    stack = private_stack
+    body = session_body()
+    sid = body["session_id"]
+    async with httpx.AsyncClient(base_url=stack.server.url, timeout=10) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        started = (await http.post(f"/v1/sessions/{sid}/start")).json()["data"]
+        await _wait_persisted(stack.database_url, sid, started["version"])
+        client = await _redis(stack)
+        await client.flushall()
+        await client.aclose()
+        # A stale If-Match is checked against the restored session: refused.
+        stale = await http.delete(f"/v1/sessions/{sid}", headers={"If-Match": "2"})
+        assert stale.status_code == 409, stale.text
+        client = await _redis(stack)
+        await client.flushall()
+        await client.aclose()
+        assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
+        assert (await http.get(f"/v1/sessions/{sid}")).status_code == 404
+
+
+async def test_reconnect_after_a_restore_replays_from_the_jumped_versions(private_stack: Stack):
+    stack = private_stack
+    body = session_body(participants=2, budget_ms=600_000)
+    sid = body["session_id"]
+    async with httpx.AsyncClient(base_url=stack.server.url, timeout=10) as http:
+        assert (await http.post("/v1/sessions", json=body)).status_code == 201
+        started = (await http.post(f"/v1/sessions/{sid}/start")).json()["data"]
+        await _wait_persisted(stack.database_url, sid, started["version"])
+        client = await _redis(stack)
+        await client.flushall()
+        await client.aclose()
+        restored = (await http.get(f"/v1/sessions/{sid}")).json()["data"]
+        jumped = restored["version"]
+        assert jumped > 2**31
+        for _ in range(3):
+            assert (await http.post(f"/v1/sessions/{sid}/switch")).status_code == 200
+        async with connect(f"{stack.server.ws_url}/ws?sessionId={sid}") as socket:
+            messages = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            assert [m["type"] for m in messages] == ["CONNECTED", "STATE_SYNC"]
+            epoch = messages[1]["epoch"]
+            assert messages[1]["version"] == jumped + 3
+            # From the restore's version: the three switches, replayed exactly.
+            await socket.send(
+                msgspec.json.encode(
+                    {"type": "RECONNECT", "last_known_version": jumped, "epoch": epoch}
+                ).decode()
+            )
+            replay = [msgspec.json.decode(await socket.recv()) for _ in range(4)]
+            assert [m["type"] for m in replay] == ["STATE_UPDATE"] * 3 + ["RECONNECT_ACK"]
+            assert [m["version"] for m in replay[:3]] == [jumped + 1, jumped + 2, jumped + 3]
+            assert replay[3]["recovered"] is True and replay[3]["replayed"] == 3
+            # From a version before the loss: a full state, never a replay.
+            await socket.send(
+                msgspec.json.encode(
+                    {"type": "RECONNECT", "last_known_version": 3, "epoch": epoch}
+                ).decode()
+            )
+            full = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            assert [m["type"] for m in full] == ["STATE_SYNC", "RECONNECT_ACK"]
+            assert full[0]["version"] == jumped + 3 and full[1]["recovered"] is False

@@ -4,7 +4,9 @@
 // -------------------
 // The session holds the newest state it applied, with its `version` and
 // history `epoch`. Versions only compare within one epoch (the epoch changes
-// when the session is recreated or restored after Redis lost it).
+// when the session is deleted and created again; a restore after Redis lost it
+// keeps the epoch and jumps the version forward, so it arrives as a newer
+// STATE_SYNC).
 //
 // * STATE_UPDATE with the same epoch and version + 1: applied (a `state`
 //   event with what changed). An older or equal version is a duplicate and is

@@ -347,7 +347,9 @@ function onState({ state, version, epoch, kind, event }) {
     marks.push('resync');
     if (epoch !== view.epoch) {
       marks.push('epoch');
-      notes.push(`new history epoch ${short(epoch)} (was ${short(view.epoch)}): the session was recreated or restored`);
+      notes.push(`new history epoch ${short(epoch)} (was ${short(view.epoch)}): the session was deleted and created again`);
+    } else if (state.recovered && !view.state?.recovered) {
+      notes.push(`restored from the audit trail: the version jumped to v${version}, past every version Redis may have lost`);
     } else if (version > view.version + 1) {
       notes.push(`full state: v${view.version + 1}–v${version - 1} not replayable`);
     }
