@@ -233,19 +233,21 @@ async def test_concurrent_writes_share_transactions_and_a_refused_change_fails_a
 
 
 async def test_a_change_blocked_by_a_stalled_transaction_fails_alone(audit_dsn: str) -> None:
-    """A worker stalled mid-batch holds its rows' locks: only that session waits (and fails)."""
+    """A worker stalled mid-batch holding a change's row: only that change waits (and fails)."""
     writer = DurableWriter(audit_dsn, budget_s=1.5)
     held, free = _event(new_id(), 1), _event(new_id(), 1)
-    await writer.write([held])  # its summary row exists now
     stalled = await asyncpg.connect(audit_dsn)
     transaction = stalled.transaction()
     await transaction.start()
     await stalled.execute(
-        "UPDATE sync_sessions SET last_version = 1 WHERE session_id = $1::text::uuid", held[1]
+        "INSERT INTO sync_events (id, session_id, event_type, version, epoch, committed_at_ms)"
+        " VALUES ($1::text::uuid, $2::text::uuid, 'session_created', 1, 'e1', 1)",
+        held[0],
+        held[1],
     )
     try:
         results = await asyncio.gather(
-            writer.write([_event(held[1], 2)]), writer.write([free]), return_exceptions=True
+            writer.write([held]), writer.write([free]), return_exceptions=True
         )
     finally:
         await transaction.rollback()

@@ -6,6 +6,12 @@ event the worker will relay later, with the same event id: the worker's insert
 of that entry is then a no-op (``ON CONFLICT (id) DO NOTHING``). The rows, the
 SQL and the poison isolation are the worker's own (``pipeline.AuditWriter``):
 one definition of what an audit row is.
+
+It writes the ``sync_events`` row only: that row (the full state after the
+change) is the record recovery reads, so it is what makes the change durable.
+The summaries (``sync_sessions``, ``sync_participants``) stay the worker's:
+upserting them here too made each write wait on the row locks of the worker's
+open batch transactions (measured: p99 of a switch ~0.55 s at 8 clients).
 """
 
 from __future__ import annotations
@@ -100,7 +106,9 @@ class DurableWriter:
         pool_size: int = 2,
         max_batch: int = 500,
     ) -> None:
-        self.writer = AuditWriter(_with_lock_timeout(database_url), pool_size=pool_size)
+        self.writer = AuditWriter(
+            _with_lock_timeout(database_url), pool_size=pool_size, events_only=True
+        )
         self.budget_s = budget_s
         """How long one ``write`` keeps retrying before giving up."""
         self.max_batch = max_batch
