@@ -53,7 +53,7 @@ _BLOCKED: tuple[type[BaseException], ...] = (
 #: ``lock_timeout`` of the writer's connections: a change whose rows another
 #: transaction holds (a stalled worker mid-batch) is split off its batch after
 #: this long instead of holding up the others.
-LOCK_TIMEOUT_MS = 500
+LOCK_TIMEOUT_MS = 100
 
 
 def _with_lock_timeout(database_url: str) -> str:
@@ -85,11 +85,14 @@ class _Pending:
 class DurableWriter:
     """Writes changes already committed in Redis to PostgreSQL, or says it could not.
 
-    Group commit: the changes of concurrent callers that arrive while a
-    transaction is in flight are written together in the next one (at most
+    Group commit: the changes of concurrent callers that arrive while
+    transactions are in flight are written together in the next one (at most
     ``max_batch`` events), so the cost per change falls as the load rises; a
-    lone change is written at once. One transaction is in flight at a time.
-    A change PostgreSQL refuses fails alone (the worker's poison isolation).
+    lone change is written at once. Up to ``flushers`` transactions are in
+    flight at a time, so one that waits (on a row a worker's open batch
+    holds: the worker may relay a change before the node wrote it) does not
+    hold up the changes behind it. A change PostgreSQL refuses fails alone
+    (the worker's poison isolation).
 
     Transient failures are retried with jittered backoff until each caller's
     ``budget_s`` is spent. A change that cannot be written is reported as
@@ -103,17 +106,18 @@ class DurableWriter:
         database_url: str,
         *,
         budget_s: float = 5.0,
-        pool_size: int = 2,
+        flushers: int = 4,
         max_batch: int = 500,
     ) -> None:
         self.writer = AuditWriter(
-            _with_lock_timeout(database_url), pool_size=pool_size, events_only=True
+            _with_lock_timeout(database_url), pool_size=2 * flushers, events_only=True
         )
+        self.flushers = flushers
         self.budget_s = budget_s
         """How long one ``write`` keeps retrying before giving up."""
         self.max_batch = max_batch
         self._queue: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def write(self, events: list[OutboxEvent]) -> None:
         """Write ``events`` (committed in Redis, with their outbox event ids), or raise.
@@ -130,8 +134,10 @@ class DurableWriter:
         started = time.perf_counter()
         pending = _Pending(events, loop.create_future(), time.monotonic() + self.budget_s)
         self._queue.append(pending)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush(), name="durable-writer")
+        if len(self._flushing) < self.flushers:
+            flusher = loop.create_task(self._flush(), name="durable-writer")
+            self._flushing.add(flusher)
+            flusher.add_done_callback(self._flushing.discard)
         try:
             await pending.future
         except StoreUnavailable:
@@ -159,9 +165,8 @@ class DurableWriter:
             except _BLOCKED as exc:
                 if len(batch) > 1:
                     # One change waits on a row another transaction holds (a
-                    # stalled worker): the others must not wait with it.
-                    for pending in batch:
-                        await self._write_batch([pending])
+                    # worker's batch): the others must not wait with it.
+                    await asyncio.gather(*(self._write_batch([p]) for p in batch))
                     return
                 error: BaseException = exc
             except _TRANSIENT as exc:
@@ -192,10 +197,10 @@ class DurableWriter:
 
     async def close(self) -> None:
         """Close the pool (callers still waiting get outcome unknown)."""
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
+        for flusher in list(self._flushing):
+            flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+                await flusher
         for pending in self._queue:
             pending.fail("WriterClosed")
         self._queue.clear()
