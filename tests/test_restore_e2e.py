@@ -22,7 +22,7 @@ import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from synckairos.embedded import EmbeddedRedis, free_port
 from tests.conftest import ServerProcess
@@ -57,7 +57,7 @@ async def _audit_held_back(database_url: str) -> AsyncIterator[asyncpg.Connectio
 
 async def _wait_worker_blocked(conn: asyncpg.Connection) -> None:
     """Wait until the worker's INSERT into sync_events waits on the lock."""
-    for _ in range(400):
+    for _ in range(1200):
         waiting = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND datname = current_database() AND pid <> pg_backend_pid()"
@@ -84,11 +84,16 @@ async def _follow(ws_url: str, sid: str, seen: list[dict[str, Any]]) -> None:
 
 
 async def _wait_seen(seen: list[dict[str, Any]], version: int) -> None:
-    for _ in range(400):
+    for _ in range(1200):
         if seen and seen[-1]["version"] >= version:
             return
         await asyncio.sleep(0.025)
     raise AssertionError(f"the subscriber never saw version {version}: {seen[-3:]}")
+
+
+async def _recv(socket: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = msgspec.json.decode(await asyncio.wait_for(socket.recv(), 30))
+    return message
 
 
 async def _rows(database_url: str, sid: str) -> list[asyncpg.Record]:
@@ -105,7 +110,7 @@ async def _rows(database_url: str, sid: str) -> list[asyncpg.Record]:
 
 
 async def _wait_rows(database_url: str, sid: str, version: int) -> list[asyncpg.Record]:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         rows = await _rows(database_url, sid)
         if any(r["version"] == version for r in rows):
@@ -255,7 +260,7 @@ async def test_a_create_after_a_persisted_deletion_is_a_new_incarnation(private_
         old_epoch = await client.hget(key, "e")
         assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 204
         rows: list[asyncpg.Record] = []
-        for _ in range(200):
+        for _ in range(1200):
             rows = await _rows(stack.database_url, sid)
             if any(r["event_type"] == "session_deleted" for r in rows):
                 break
@@ -270,7 +275,7 @@ async def test_a_create_after_a_persisted_deletion_is_a_new_incarnation(private_
         assert new_epoch and new_epoch != old_epoch
         # A later loss restores this incarnation: its epoch, never the deleted one.
         conn = await asyncpg.connect(stack.database_url)
-        for _ in range(200):
+        for _ in range(1200):
             if await conn.fetchval(
                 "SELECT count(*) FROM sync_events WHERE session_id = $1::text::uuid AND epoch = $2",
                 sid,
@@ -372,7 +377,7 @@ async def test_reconnect_after_a_restore_replays_from_the_jumped_versions(privat
         for _ in range(3):
             assert (await http.post(f"/v1/sessions/{sid}/switch")).status_code == 200
         async with connect(f"{stack.server.ws_url}/ws?sessionId={sid}") as socket:
-            messages = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            messages = [await _recv(socket) for _ in range(2)]
             assert [m["type"] for m in messages] == ["CONNECTED", "STATE_SYNC"]
             epoch = messages[1]["epoch"]
             assert messages[1]["version"] == jumped + 3
@@ -382,7 +387,7 @@ async def test_reconnect_after_a_restore_replays_from_the_jumped_versions(privat
                     {"type": "RECONNECT", "last_known_version": jumped, "epoch": epoch}
                 ).decode()
             )
-            replay = [msgspec.json.decode(await socket.recv()) for _ in range(4)]
+            replay = [await _recv(socket) for _ in range(4)]
             assert [m["type"] for m in replay] == ["STATE_UPDATE"] * 3 + ["RECONNECT_ACK"]
             assert [m["version"] for m in replay[:3]] == [jumped + 1, jumped + 2, jumped + 3]
             assert replay[3]["recovered"] is True and replay[3]["replayed"] == 3
@@ -392,6 +397,6 @@ async def test_reconnect_after_a_restore_replays_from_the_jumped_versions(privat
                     {"type": "RECONNECT", "last_known_version": 3, "epoch": epoch}
                 ).decode()
             )
-            full = [msgspec.json.decode(await socket.recv()) for _ in range(2)]
+            full = [await _recv(socket) for _ in range(2)]
             assert [m["type"] for m in full] == ["STATE_SYNC", "RECONNECT_ACK"]
             assert full[0]["version"] == jumped + 3 and full[1]["recovered"] is False
