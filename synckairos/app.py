@@ -27,6 +27,7 @@ from starlette.responses import Response
 from synckairos import gcwatch, heap, http_api, pages, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
+from synckairos.audit.durable import DurableWriter
 from synckairos.auth import AuthPolicy
 from synckairos.config import Settings, load_settings
 from synckairos.fanout import PubSubListener
@@ -85,11 +86,15 @@ def _close_sockets_before_shutdown(hub: Hub) -> None:
 def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms) -> Starlette:
     """Build the ASGI app of one node (uvicorn: ``synckairos.app:create_app``, factory).
 
+    Raises:
+        ConfigError: the settings are inconsistent (``Settings.check_durability``).
+
     Args:
         settings: configuration; default: read from the environment.
         clock: server time in epoch ms (tests inject a controllable one).
     """
     settings = settings or load_settings()
+    settings.check_durability()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -129,6 +134,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             max_state_bytes=settings.max_state_bytes,
             pending_ttl_ms=settings.pending_ttl_s * 1000,
             paused_ttl_ms=settings.paused_ttl_s * 1000,
+            audit_writer=DurableWriter(
+                settings.database_url, budget_s=settings.durability_timeout_ms / 1000
+            )
+            if settings.durability == "postgres" and settings.database_url
+            else None,
         )
         if settings.database_url:
             node.archive = AuditArchive(settings.database_url)
@@ -183,6 +193,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             await pubsub_redis.aclose()
             if node.archive is not None:
                 await node.archive.close()
+            if node.audit_writer is not None:
+                await node.audit_writer.close()
 
     middleware = []
     if settings.cors_origins:

@@ -110,6 +110,7 @@ def _require_database(settings: Settings) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    settings.check_durability()
     _run_server(settings, args.workers)
     return 0
 

@@ -13,6 +13,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_REDIS_URL",
+    "DURABILITY_LEVELS",
     "ConfigError",
     "Rate",
     "Settings",
@@ -21,6 +22,9 @@ __all__ = [
     "parse_sentinels",
 ]
 
+
+#: Values of ``SYNCKAIROS_DURABILITY``, weakest first.
+DURABILITY_LEVELS = ("redis", "replica", "postgres")
 
 #: Redis used when ``SYNCKAIROS_REDIS_URL`` is not set (all commands but ``dev``).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -54,6 +58,15 @@ class Settings(msgspec.Struct, frozen=True):
     #: acknowledged only once this many replicas have it (Redis ``WAIT``); 0 (the
     #: default) acknowledges as soon as the primary has it.
     redis_min_replica_acks: int = 0
+    #: ``SYNCKAIROS_DURABILITY``: when a change is acknowledged. ``redis`` (default):
+    #: once the Redis primary has it; ``replica``: once ``redis_min_replica_acks``
+    #: replicas also have it (at least 1); ``postgres``: once its audit row is in
+    #: PostgreSQL (needs ``database_url``), so even a total Redis loss loses
+    #: nothing acknowledged. See docs/audit.md, "Durability levels".
+    durability: str = "redis"
+    #: ``SYNCKAIROS_DURABILITY_TIMEOUT_MS``: level ``postgres``: how long a change's
+    #: PostgreSQL write is retried before the answer is 503 with outcome unknown.
+    durability_timeout_ms: int = 5_000
     #: ``SYNCKAIROS_REDIS_REPLICA_ACK_TIMEOUT_MS``: how long one ``WAIT`` waits for
     #: the replicas; a commit not replicated in time is retried (idempotently)
     #: until the failover budget runs out, then answers 503 with outcome unknown.
@@ -204,6 +217,30 @@ class Settings(msgspec.Struct, frozen=True):
         """The Redis to use: ``redis_url``, or ``DEFAULT_REDIS_URL`` when unset."""
         return self.redis_url or DEFAULT_REDIS_URL
 
+    def replica_acks(self) -> int:
+        """Replicas that must have a commit before it is acknowledged (Redis ``WAIT``).
+
+        ``redis_min_replica_acks``, but at least 1 in the ``replica`` level.
+        """
+        if self.durability == "replica":
+            return max(1, self.redis_min_replica_acks)
+        return self.redis_min_replica_acks
+
+    def check_durability(self) -> None:
+        """Check the durability level against the rest of the configuration.
+
+        Called when a server starts (``load_settings`` cannot: ``synckairos dev``
+        fills in ``database_url`` after loading).
+
+        Raises:
+            ConfigError: the level ``postgres`` without ``database_url``.
+        """
+        if self.durability == "postgres" and not self.database_url:
+            raise ConfigError(
+                "SYNCKAIROS_DURABILITY=postgres needs SYNCKAIROS_DATABASE_URL "
+                "(the audit rows are written there before a change is acknowledged)"
+            )
+
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """The Sentinels of ``redis_sentinels`` as (host, port); empty: no Sentinel.
 
@@ -311,6 +348,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "worker_heartbeat_timeout_ms",
         "redis_failover_budget_ms",
         "redis_replica_ack_timeout_ms",
+        "durability_timeout_ms",
         "redis_sentinel_poll_ms",
         "token_ttl_s",
         "token_max_ttl_s",
@@ -332,6 +370,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.token_ttl_s > settings.token_max_ttl_s:
         raise ConfigError("SYNCKAIROS_TOKEN_TTL_S must not exceed SYNCKAIROS_TOKEN_MAX_TTL_S")
+    if settings.durability not in DURABILITY_LEVELS:
+        raise ConfigError(
+            f"SYNCKAIROS_DURABILITY must be one of {', '.join(DURABILITY_LEVELS)}, "
+            f"got {settings.durability!r}"
+        )
     if settings.redis_min_replica_acks < 0:
         raise ConfigError("SYNCKAIROS_REDIS_MIN_REPLICA_ACKS must be 0 or more")
     settings.sentinel_addresses()  # raises on a malformed list

@@ -157,6 +157,13 @@ AUDIT_DEAD_LETTERED = Gauge(
 AUDIT_RELAY_LAG = Gauge(
     "synckairos_audit_relay_lag_seconds", "Age of the oldest audit event not yet relayed."
 )
+AUDIT_SYNC_WRITES = Histogram(
+    "synckairos_audit_sync_write_seconds",
+    "Durability level postgres: a change's write to PostgreSQL before its answer "
+    "(with retries), by result (ok, failed).",
+    ["result"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+)
 
 GC_PAUSE = Histogram(
     "synckairos_gc_pause_seconds",

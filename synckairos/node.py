@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
@@ -32,6 +33,7 @@ from msgspec.structs import replace
 
 from synckairos import metrics
 from synckairos.audit.archive import AuditArchive, Snapshot
+from synckairos.audit.durable import DurableWriter
 from synckairos.auth import STALE_TOKEN
 from synckairos.config import Rate
 from synckairos.core import (
@@ -172,6 +174,7 @@ class Node:
         max_state_bytes: int | None = None,
         pending_ttl_ms: int = 0,
         paused_ttl_ms: int = 0,
+        audit_writer: DurableWriter | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -186,6 +189,10 @@ class Node:
         """Largest state JSON a create or command may produce (None: unbounded)."""
         self.idle_ttl_ms = {Status.PENDING: pending_ttl_ms, Status.PAUSED: paused_ttl_ms}
         """Idle time after which the server cancels a session in that status (0: never)."""
+        self.audit_writer = audit_writer
+        """Durability level postgres: every change (and deletion) is written to
+        PostgreSQL through it, with its outbox entry's event id, before the
+        caller gets an answer (None: Redis answers for durability)."""
         self._states: dict[str, tuple[SessionState, str]] = {}
         self._locks: dict[str, _SessionLock] = {}
 
@@ -499,22 +506,38 @@ class Node:
                 _check_epoch(epoch, stored.epoch)
         deletion = b'{"deleted":true,"ts":%d}' % self.clock()
         self._forget(session_id)
-        if await self.store.delete(
-            session_id, deletion, expected_version, expected_epoch=epoch or ""
-        ):
-            return
-        # Not in Redis: a session Redis lost is restored first (as a read would),
-        # so it is deleted for good and ``expected_version`` is checked on it.
-        stored = await self.store.load(session_id)
-        if (
-            stored is None
-            and await self.restore(session_id)
-            and await self.store.delete(
-                session_id, deletion, expected_version, expected_epoch=epoch or ""
+        event_id = uuid.uuid4().hex
+        deleted = await self.store.delete(
+            session_id, deletion, expected_version, expected_epoch=epoch or "", event_id=event_id
+        )
+        if deleted is None:
+            # Not in Redis: a session Redis lost is restored first (as a read
+            # would), so it is deleted for good and ``expected_version`` is
+            # checked on it.
+            stored = await self.store.load(session_id)
+            if stored is None and await self.restore(session_id):
+                deleted = await self.store.delete(
+                    session_id,
+                    deletion,
+                    expected_version,
+                    expected_epoch=epoch or "",
+                    event_id=event_id,
+                )
+        if deleted is None:
+            raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
+        if self.audit_writer is not None:
+            await self.audit_writer.write(
+                [
+                    (
+                        event_id,
+                        session_id,
+                        deleted.version,
+                        "session_deleted",
+                        deleted.epoch,
+                        deletion.decode(),
+                    )
+                ]
             )
-        ):
-            return
-        raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
 
     async def _commit(
         self,
@@ -532,10 +555,14 @@ class Node:
         On a mismatch the store hands back the current state, which is cached
         for the caller's retry. The scheduler's wake-up time of the session is
         its deadline while it runs, else its idle expiry (``idle_expiry``).
+        With an ``audit_writer`` a committed change is also written to
+        PostgreSQL (same event id as its outbox entry) before this returns.
 
         Raises:
             PayloadTooLarge: with ``check_size``, the state exceeds
                 ``max_state_bytes``; nothing was written.
+            StoreUnavailable: Redis failed, or (level postgres) the change is in
+                Redis but its PostgreSQL write failed: outcome unknown.
         """
         state = transition.state
         state_json = _encoder.encode(state)
@@ -552,19 +579,22 @@ class Node:
         wake_ms = state.deadline_ms
         if wake_ms is None:
             wake_ms = self.idle_expiry(state)
+        change_json = _change_json(transition, state_json, now)
+        event_id = uuid.uuid4().hex
         try:
             result = await self.store.commit(
                 Change(
                     session_id=state.session_id,
                     expected_version=expected_version,
                     state_json=state_json,
-                    change_json=_change_json(transition, state_json, now),
+                    change_json=change_json,
                     event_type=transition.event.type,
                     deadline_ms=wake_ms,
                     finished=state.status in TERMINAL_STATUSES,
                     new_version=new_version,
                     rate=rate,
                     expected_epoch=epoch,
+                    event_id=event_id,
                 )
             )
         except SessionNotFound:
@@ -580,6 +610,19 @@ class Node:
         metrics.COMMITS.labels(transition.event.type).inc()
         if wake_ms is not None and self.on_deadline is not None:
             self.on_deadline(wake_ms)
+        if self.audit_writer is not None:
+            await self.audit_writer.write(
+                [
+                    (
+                        event_id,
+                        state.session_id,
+                        state.version,
+                        transition.event.type,
+                        result.epoch,
+                        change_json.decode(),
+                    )
+                ]
+            )
         return CommandResult(transition=transition, state_json=state_json, epoch=result.epoch)
 
 

@@ -243,14 +243,24 @@ class AuditWriter:
     after a connection error.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, pool_size: int = 4, events_only: bool = False) -> None:
         self.database_url = database_url
+        self.pool_size = pool_size
+        """Connections at most."""
+        self.events_only = events_only
+        """Write the ``sync_events`` rows only, not the session and participant
+        summaries (a node's ``DurableWriter``: the summaries' row locks would
+        make it wait on the worker's transactions, which upsert them anyway)."""
         self._pool: asyncpg.Pool | None = None
+
+    def _rows(self, batch: list[OutboxEvent]) -> Rows:
+        rows = to_rows(batch)
+        return (rows[0], [], [], []) if self.events_only else rows
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.database_url, min_size=1, max_size=4, command_timeout=30
+                self.database_url, min_size=1, max_size=self.pool_size, command_timeout=30
             )
         return self._pool
 
@@ -280,7 +290,7 @@ class AuditWriter:
         pool = await self._get_pool()
         try:
             try:
-                rows = to_rows(batch)
+                rows = self._rows(batch)
             except _UNDECODABLE as exc:
                 logger.warning(
                     "audit batch of %d events holds an undecodable event (%s); "
@@ -319,7 +329,7 @@ class AuditWriter:
         async with pool.acquire() as conn, conn.transaction():
             for event in batch:
                 try:
-                    rows = to_rows([event])
+                    rows = self._rows([event])
                 except _UNDECODABLE as exc:
                     outcome.refused.append(_refusal(event, exc))
                     continue

@@ -14,7 +14,15 @@ import msgspec
 
 from synckairos.config import Rate
 
-__all__ = ["Change", "CommitResult", "HistorySlice", "Store", "StoreStats", "StoredSession"]
+__all__ = [
+    "Change",
+    "CommitResult",
+    "Deleted",
+    "HistorySlice",
+    "Store",
+    "StoreStats",
+    "StoredSession",
+]
 
 
 class StoredSession(msgspec.Struct, frozen=True):
@@ -63,6 +71,17 @@ class Change(msgspec.Struct, frozen=True):
     """Epoch of the state the change was computed from ("": not checked). On a
     create (``expected_version`` 0) the epoch to give the session instead: a
     restore keeps its incarnation's; "" makes a new one (a new incarnation)."""
+    event_id: str = ""
+    """Id of the change's audit event (its outbox entry and ``sync_events.id``),
+    chosen by the caller so it can write the same row itself (durability level
+    postgres); "": the store picks a random one."""
+
+
+class Deleted(msgspec.Struct, frozen=True):
+    """A deletion that happened: the session's last version and epoch (its audit row)."""
+
+    version: int
+    epoch: str
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -114,12 +133,16 @@ class Store(Protocol):
         expected_version: int | None = None,
         *,
         expected_epoch: str = "",
-    ) -> bool:
+        event_id: str = "",
+    ) -> Deleted | None:
         """Delete every key of the session and publish ``deletion_json``.
 
+        ``event_id`` is the deletion's audit event id ("": a random one).
+
         Returns:
-            False when the session did not exist (or, with ``expected_epoch``,
-            is another incarnation; nothing is deleted then).
+            The deleted session's version and epoch; None when it did not exist
+            (or, with ``expected_epoch``, is another incarnation; nothing is
+            deleted then).
 
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.

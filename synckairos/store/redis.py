@@ -42,7 +42,14 @@ from synckairos.exceptions import (
 )
 from synckairos.ratelimit import Verdict
 from synckairos.redis_client import PrimaryView, primary_view, store_client
-from synckairos.store import Change, CommitResult, HistorySlice, StoredSession, StoreStats
+from synckairos.store import (
+    Change,
+    CommitResult,
+    Deleted,
+    HistorySlice,
+    StoredSession,
+    StoreStats,
+)
 
 __all__ = ["RedisStore", "SessionKeys"]
 
@@ -136,7 +143,7 @@ class RedisStore:
             outbox_maxlen=settings.outbox_maxlen,
             finished_ttl_ms=settings.finished_ttl_s * 1000,
             failover_budget_s=settings.redis_failover_budget_ms / 1000,
-            min_replica_acks=settings.redis_min_replica_acks,
+            min_replica_acks=settings.replica_acks(),
             replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
             view=primary_view if settings.redis_sentinels else None,
             history_max_bytes=settings.history_max_bytes,
@@ -287,7 +294,7 @@ class RedisStore:
             (change.expected_version == 0 and change.expected_epoch) or secrets.token_hex(8),
             self.history_length(len(change.change_json)),
             self.outbox_maxlen,
-            uuid.uuid4().hex,
+            change.event_id or uuid.uuid4().hex,
             self.finished_ttl_ms if change.finished else 0,
             keys.channel,
             change.event_type,
@@ -346,12 +353,16 @@ class RedisStore:
         expected_version: int | None = None,
         *,
         expected_epoch: str = "",
-    ) -> bool:
+        event_id: str = "",
+    ) -> Deleted | None:
         """Delete the session's keys, audit and publish the deletion.
 
+        ``event_id`` is the deletion's audit event id ("": a random one).
+
         Returns:
-            False when the session did not exist (or, with ``expected_epoch``,
-            exists as another incarnation: nothing is deleted then).
+            The deleted session's version and epoch; None when it did not exist
+            (or, with ``expected_epoch``, exists as another incarnation: nothing
+            is deleted then).
 
         Raises:
             Conflict: ``expected_version`` is given and differs; nothing deleted.
@@ -360,7 +371,7 @@ class RedisStore:
         script_keys = self._script_keys(keys)
         args: list[Any] = [
             session_id,
-            uuid.uuid4().hex,
+            event_id or uuid.uuid4().hex,
             self.outbox_maxlen,
             keys.channel,
             deletion_json,
@@ -368,15 +379,18 @@ class RedisStore:
             self.finished_ttl_ms,
             expected_epoch,
         ]
-        version = await self._call(
+        reply = await self._call(
             "delete", lambda: self._delete(keys=script_keys, args=args), outcome_unknown=True
         )
-        if int(version) < 0:
+        version, epoch = (int(reply[0]), reply[1]) if isinstance(reply, list) else (int(reply), b"")
+        if version < 0:
             raise Conflict(
                 "the session is not at the expected version",
-                {"expected_version": expected_version, "actual_version": -int(version)},
+                {"expected_version": expected_version, "actual_version": -version},
             )
-        return int(version) > 0
+        if version == 0:
+            return None
+        return Deleted(version, epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
     async def read_since(
         self, session_id: str, since: int, max_bytes: int | None = None

@@ -140,6 +140,7 @@ async def test_delete_and_preconditions_above_2_to_the_31(store: RedisStore):
     with pytest.raises(Conflict) as refused:
         await store.delete(sid, expected_version=2)
     assert refused.value.details["actual_version"] == BIG + 1
-    assert await store.delete(sid, expected_version=BIG + 1) is True
+    deleted = await store.delete(sid, expected_version=BIG + 1)
+    assert deleted is not None and deleted.version == BIG + 1
     last = (await store.client.xrevrange(store.outbox_key, count=1))[0][1]
     assert last[b"t"] == b"session_deleted" and last[b"v"] == str(BIG + 1).encode()

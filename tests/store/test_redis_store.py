@@ -137,7 +137,7 @@ async def test_delete_leaves_only_a_tombstone_and_audits_it(store: RedisStore):
     assert not await store.client.sismember(store.active_key, sid)
     last = (await store.client.xrevrange(store.outbox_key, count=1))[0][1]
     assert last[b"t"] == b"session_deleted" and last[b"v"] == b"2"
-    assert await store.delete(sid) is False
+    assert await store.delete(sid) is None
 
 
 async def test_delete_with_a_stale_expected_version_deletes_nothing(store: RedisStore):

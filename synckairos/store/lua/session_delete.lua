@@ -21,8 +21,8 @@
 -- lives ARGV[7] ms: until the deletion has reached the audit trail, a read must
 -- not restore the session from its last snapshot there.
 --
--- Returns the deleted session's version, 0 when it did not exist, or minus the
--- actual version when ARGV[6] does not match (nothing is deleted then).
+-- Returns {version, epoch} of the deleted session, 0 when it did not exist, or
+-- minus the actual version when ARGV[6] does not match (nothing is deleted then).
 
 -- Versions may exceed 2^31 (a restore jumps to the clock in µs, ~1.8e15): the
 -- audited version is the stored integer string itself, and a number is only
@@ -47,4 +47,4 @@ end
 redis.call('XADD', KEYS[4], 'MAXLEN', outbox_max, '*',
   'id', ARGV[2], 'sid', ARGV[1], 'v', current, 't', 'session_deleted', 'e', epoch, 'c', ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-return tonumber(current)
+return {tonumber(current), epoch}
