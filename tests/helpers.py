@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-__all__ = ["FakeClock", "new_id", "session_body"]
+from synckairos.config import Settings
+
+__all__ = ["FakeClock", "app_settings", "new_id", "session_body"]
 
 
 def new_id() -> str:
@@ -52,3 +54,18 @@ def session_body(
         body["time_per_cycle_ms"] = 10_000
     body.update(extra)
     return body
+
+
+def app_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
+    """Settings of an in-process app on ``redis_url``: a fresh key prefix
+    (``prefix`` + 8 hex digits), no rate limits, no scheduler, no GC
+    unfreezing, then ``overrides``."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "key_prefix": f"{prefix}{new_id()[:8]}",
+        "rate_limits": False,
+        "scheduler": False,
+        "gc_unfreeze_s": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,19 +32,22 @@ SESSIONS = 4
 
 
 class Worker:
-    """A real ``synckairos worker`` process."""
+    """A real ``synckairos worker`` process; its stderr (JSON log lines) goes to ``log``."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log: Path | None = None) -> None:
+        self.log = log
+        self._file = log.open("ab") if log is not None else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "synckairos", "worker"],
             env={**os.environ, **LIVE_ENV, **env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._file if self._file is not None else subprocess.DEVNULL,
         )
 
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+        self._close_log()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -51,7 +55,19 @@ class Worker:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.process.kill()
+                self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def text(self) -> str:
+        """What the worker has logged so far."""
+        assert self.log is not None, "started without a log file"
+        return self.log.read_text(errors="replace")
 
 
 class Stack:

@@ -36,46 +36,13 @@ from synckairos.audit.pipeline import counter_key
 from synckairos.core import CreateSession, Pause, Start, Switch, apply, create_session
 from synckairos.core.machine import Transition
 from synckairos.embedded import EmbeddedRedis
-from tests.conftest import LIVE_ENV
 from tests.helpers import new_id, session_body
-from tests.test_audit_e2e import Stack
+from tests.test_audit_e2e import Stack, Worker
 
 #: A marker in poisoned metadata: it must never appear in a log or report.
 SECRET = "PERSONAL-DATA-b1f7"
 
 T0 = 1_800_000_000_000
-
-
-class LoggedWorker:
-    """A real ``synckairos worker`` whose stderr (JSON log lines) goes to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._file = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "synckairos", "worker"],
-            env={**os.environ, **LIVE_ENV, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=self._file,
-        )
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self._file.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._file.close()
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -219,7 +186,7 @@ async def test_one_refused_event_is_dead_lettered_alone_and_its_batch_neighbours
             switched = await http.post(f"/v1/sessions/{sid}/switch")
             acked[sid] = switched.json()["data"]["version"]
 
-    worker = LoggedWorker(stack.env, tmp_path / "worker.log")
+    worker = Worker(stack.env, tmp_path / "worker.log")
     try:
 
         async def innocent_landed() -> bool:
@@ -310,7 +277,7 @@ async def test_values_that_grow_over_a_session_life_fit_the_audit_columns(quiet_
     }
     for sid, transition in cases.items():
         _xadd(stack, sid, transition, "ep", new_id())
-    worker = LoggedWorker(stack.env, Path(os.devnull))
+    worker = Worker(stack.env, Path(os.devnull))
     try:
 
         async def landed() -> bool:
@@ -361,7 +328,7 @@ async def test_a_batch_failing_on_a_dead_database_is_logged_without_its_states(
     body = session_body(metadata={"patient": SECRET})
     async with httpx.AsyncClient(base_url=stack.server.url) as http:
         assert (await http.post("/v1/sessions", json=body)).status_code == 201
-    worker = LoggedWorker(broken, tmp_path / "worker.log")
+    worker = Worker(broken, tmp_path / "worker.log")
     try:
 
         async def dead_lettered() -> bool:

@@ -31,7 +31,7 @@ from synckairos.auth import AuthPolicy, Role
 from synckairos.config import ConfigError, Settings, load_settings
 from synckairos.embedded import EmbeddedRedis, free_port
 from tests.conftest import ServerProcess
-from tests.helpers import FakeClock, new_id, session_body
+from tests.helpers import FakeClock, app_settings, new_id, session_body
 
 KEY = "test-api-key"
 SECRET = "test-token-secret-of-at-least-32-bytes"
@@ -39,15 +39,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def _settings(redis_server: EmbeddedRedis, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_server.url,
-        "key_prefix": f"i{new_id()[:8]}",
-        "rate_limits": False,
-        "scheduler": False,
-        "gc_unfreeze_s": 0,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    return app_settings(redis_server.url, "i", **overrides)
 
 
 def _hash(settings: Settings, session_id: str) -> dict[bytes, bytes]:
