@@ -83,6 +83,19 @@ class RedisNode:
         ):
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
+        if self.replica_of is not None:
+            # A replica acknowledges WAIT only once its first sync is done: until
+            # then every commit of the replica level waits out its budget.
+            while (
+                b"master_link_status:up"
+                not in subprocess.run(
+                    ["redis-cli", "-p", str(self.port), "info", "replication"],
+                    capture_output=True,
+                    check=False,
+                ).stdout
+            ):
+                assert time.monotonic() < deadline + 20, "the replica never synced"
+                time.sleep(0.05)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -198,7 +211,7 @@ async def test_total_redis_loss_under_load_with_the_worker_stalled(
     stop = asyncio.Event()
     try:
         sids: list[str] = []
-        async with httpx.AsyncClient(base_url=server.url) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             for _ in range(SESSIONS):
                 body = session_body(budget_ms=3_600_000)
                 sid = body["session_id"]
