@@ -13,7 +13,8 @@ settings** (rate limits on; ``--env NAME=VALUE`` changes one), or measures
    ``--flood-s`` seconds: when it is first refused, and the rate it is held to;
 3. **flood, its own address** (127.0.0.2): the same from a fresh budget;
 4. **backend creates**: one client creating ``--create-rate`` sessions a second
-   for ``--create-s`` seconds (a backend creating a session per game).
+   for ``--create-s`` seconds (a backend creating a session per game), then
+   one creating ``--greedy-rate`` a second for ``--greedy-s`` seconds.
 
 Run: ``.venv/bin/python -m benchmarks.crowd`` (about a minute with the
 defaults). The figures are printed, never asserted: they depend on the
@@ -208,16 +209,27 @@ async def flood(
     return result
 
 
-async def create_paced(base_url: str, rate: float, duration_s: float) -> dict[int, int]:
-    """Create one session every ``1/rate`` s for ``duration_s``; count of each status."""
+async def create_paced(
+    base_url: str, rate: float, duration_s: float, in_flight: int = 32
+) -> tuple[dict[int, int], float]:
+    """Create one session every ``1/rate`` s for ``duration_s``; (count per status, rate sent).
+
+    At most ``in_flight`` requests are outstanding (a pool with thousands of
+    waiters spends its time managing them); when the client cannot keep up,
+    the rate it reached is what the second value says.
+    """
     statuses: dict[int, int] = {}
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    slots = asyncio.Semaphore(in_flight)
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
 
         async def one() -> None:
             try:
                 status = (await http.post("/v1/sessions", json=new_session())).status_code
             except httpx.HTTPError:
                 status = 0
+            finally:
+                slots.release()
             statuses[status] = statuses.get(status, 0) + 1
 
         started = time.perf_counter()
@@ -227,10 +239,12 @@ async def create_paced(base_url: str, rate: float, duration_s: float) -> dict[in
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            await slots.acquire()
             tasks.append(asyncio.create_task(one()))
             i += 1
+        sent_rate = i / max(time.perf_counter() - started, 1e-9)
         await asyncio.gather(*tasks)
-    return statuses
+    return statuses, sent_rate
 
 
 def _describe_flood(name: str, result: Flood) -> None:
@@ -273,11 +287,14 @@ async def _run(args: argparse.Namespace, url: str) -> None:
         _describe_flood("flood from 127.0.0.2 (its own address)", other)
     finally:
         await close_all(sockets)
-    statuses = await create_paced(url, args.create_rate, args.create_s)
-    print(
-        f"backend creates at {args.create_rate:g}/s for {args.create_s:g} s: "
-        + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
-    )
+    for rate, duration in ((args.create_rate, args.create_s), (args.greedy_rate, args.greedy_s)):
+        if duration <= 0:
+            continue
+        statuses, sent = await create_paced(url, rate, duration)
+        print(
+            f"creates from one client at {rate:g}/s (sent {sent:.0f}/s) for {duration:g} s: "
+            + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -290,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flood-s", type=float, default=30.0)
     parser.add_argument("--create-rate", type=float, default=50.0)
     parser.add_argument("--create-s", type=float, default=30.0)
+    parser.add_argument("--greedy-rate", type=float, default=200.0)
+    parser.add_argument("--greedy-s", type=float, default=15.0)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args(argv)
     if args.url:
