@@ -20,7 +20,6 @@ from types import FrameType
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,6 +29,7 @@ from synckairos.audit.archive import AuditArchive
 from synckairos.audit.durable import DurableWriter
 from synckairos.auth import AuthPolicy
 from synckairos.config import Settings, load_settings
+from synckairos.cors import CorsMiddleware, CorsPolicy
 from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
@@ -196,25 +196,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
             if node.audit_writer is not None:
                 await node.audit_writer.close()
 
-    middleware = []
-    if settings.cors_origins:
-        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=origins,
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type", "If-Match"],
-                expose_headers=[
-                    "ETag",
-                    "Retry-After",
-                    "RateLimit-Limit",
-                    "RateLimit-Remaining",
-                    "RateLimit-Reset",
-                ],
-                max_age=600,
-            )
-        )
+    middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.from_setting(settings.cors_origins))]
     app = Starlette(
         routes=http_api.routes() + ws_api.routes() + pages.routes(),
         lifespan=lifespan,

@@ -45,7 +45,7 @@ from synckairos.node import Node
 from synckairos.slow_clients import HeaderTimeoutProtocol
 from synckairos.store.redis import RedisStore
 
-__all__ = ["main"]
+__all__ = ["dev_defaults", "main"]
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -115,8 +115,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def dev_defaults(settings: Settings) -> Settings:
+    """What ``synckairos dev`` changes in the settings: CORS ``*`` unless set.
+
+    A page served from another origin (a game's dev server on another port) may
+    then use the API and ``/ws``, as with the Node.js server's default. Exported
+    to the environment too: uvicorn's app factory reads the settings again.
+    """
+    if settings.cors_origins is not None:
+        return settings
+    os.environ["SYNCKAIROS_CORS_ORIGINS"] = "*"
+    return msgspec.structs.replace(settings, cors_origins="*")
+
+
 def _dev(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = dev_defaults(_settings(args))
     # The server binds its port only after the private servers started: keep
     # them off it (a port picked at random could be the same one).
     reserve_port(settings.port)

@@ -91,8 +91,10 @@ class Settings(msgspec.Struct, frozen=True):
     #: longer ``ttl_s`` is refused (400), and a token whose ``exp`` lies further
     #: from its ``iat`` (or from now) is refused (401).
     token_max_ttl_s: int = 86_400
-    #: ``SYNCKAIROS_CORS_ORIGINS``: comma-separated origins allowed by CORS (``*``
-    #: for any); unset: no CORS headers.
+    #: ``SYNCKAIROS_CORS_ORIGINS``: comma-separated origins (``https://game.example``)
+    #: whose browser pages may use the API and ``/ws``, or ``*`` for any. Unset:
+    #: same-origin only under ``serve`` (no CORS headers, preflights and
+    #: WebSocket upgrades from other origins refused); ``synckairos dev`` uses ``*``.
     cors_origins: str | None = None
     #: ``SYNCKAIROS_TRUSTED_PROXIES``: comma-separated proxy IPs whose
     #: ``X-Forwarded-For`` gives the client IP (``*``: any; empty: none).
@@ -100,15 +102,18 @@ class Settings(msgspec.Struct, frozen=True):
     #: ``SYNCKAIROS_RATE_LIMITS``: enforce the rate limits below (on/off).
     rate_limits: bool = True
     #: ``SYNCKAIROS_RATE_LIMIT_SWITCH``: commands (switch, start, pause, ...) per session.
+    #: Every limit is ``<n>/<s|min|h>`` (burst ``n``) or ``<n>/<unit> burst <b>``
+    #: (``n`` per unit sustained, bursts of up to ``b``); docs/security.md says why
+    #: each default is what it is.
     rate_limit_switch: str = "10/s"
     #: ``SYNCKAIROS_RATE_LIMIT_CREATE``: session creations (and token mints) per client.
-    rate_limit_create: str = "5/min"
+    rate_limit_create: str = "100/s burst 1000"
     #: ``SYNCKAIROS_RATE_LIMIT_GET``: session reads per client.
-    rate_limit_get: str = "100/min"
+    rate_limit_get: str = "100/s burst 1000"
     #: ``SYNCKAIROS_RATE_LIMIT_TIME``: ``/time`` and ``/v1/time`` per IP.
-    rate_limit_time: str = "60/min"
+    rate_limit_time: str = "50/s burst 4000"
     #: ``SYNCKAIROS_RATE_LIMIT_WS_CONNECT``: WebSocket connections per IP.
-    rate_limit_ws_connect: str = "5/min"
+    rate_limit_ws_connect: str = "20/s burst 600"
     #: ``SYNCKAIROS_RATE_LIMIT_WS_MESSAGES``: messages per WebSocket connection
     #: (beyond it the socket is closed with 1008).
     rate_limit_ws_messages: str = "100/min"
@@ -251,7 +256,10 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 class Rate(msgspec.Struct, frozen=True):
-    """A rate limit: ``limit`` hits per ``period_ms`` (also the largest burst)."""
+    """A GCRA rate limit: bursts of up to ``limit`` hits, then one every ``period_ms / limit``.
+
+    ``"20/s burst 600"`` is ``Rate(600, 30_000)``: 600 at once, then 20 per second.
+    """
 
     limit: int
     period_ms: int
@@ -260,16 +268,36 @@ class Rate(msgspec.Struct, frozen=True):
 _UNITS_MS = {"s": 1_000, "sec": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 
 
+def _positive(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12 and int(text) > 0
+
+
 def parse_rate(name: str, text: str) -> Rate:
-    """Parse ``"10/s"``, ``"5/min"``, ``"100/h"`` (``name``: the setting, for errors).
+    """Parse ``"10/s"``, ``"5/min"``, ``"100/h"`` or ``"20/s burst 600"``.
+
+    Without ``burst`` the burst is the count (``"5/min"``: 5 at once, then one
+    every 12 s). ``name`` is the setting, for errors.
 
     Raises:
-        ConfigError: not ``<positive int>/<s|min|h>``.
+        ConfigError: not ``<positive int>/<s|min|h>[ burst <positive int>]``.
     """
-    count, _, unit = text.strip().partition("/")
-    if not count.isdigit() or int(count) <= 0 or unit not in _UNITS_MS:
-        raise ConfigError(f"{name} must look like 10/s, 5/min or 100/h, got {text!r}")
-    return Rate(int(count), _UNITS_MS[unit])
+    words = text.split()
+    error = ConfigError(f"{name} must look like 10/s, 5/min, 100/h or 20/s burst 600, got {text!r}")
+    if len(words) not in (1, 3) or (len(words) == 3 and words[1] != "burst"):
+        raise error
+    count, _, unit = words[0].partition("/")
+    if not _positive(count) or unit not in _UNITS_MS:
+        raise error
+    if len(words) == 1:
+        return Rate(int(count), _UNITS_MS[unit])
+    burst = words[2]
+    if not _positive(burst):
+        raise error
+    # GCRA: one hit every unit/count ms, with a tolerance of ``burst`` hits.
+    period_ms = round(int(burst) * _UNITS_MS[unit] / int(count))
+    if period_ms <= 0:
+        raise error
+    return Rate(int(burst), period_ms)
 
 
 def parse_sentinels(raw: str) -> list[tuple[str, int]]:

@@ -13,7 +13,7 @@
     ├── Conflict                        409 CONFLICT
     ├── SessionExists                   409 SESSION_EXISTS
     ├── PayloadTooLarge                 413 PAYLOAD_TOO_LARGE
-    ├── RateLimited                     429 RATE_LIMITED
+    ├── RateLimited                     429 RATE_LIMIT_EXCEEDED
     ├── StoreUnavailable                503 UNAVAILABLE
     └── SessionLimitReached             503 SESSION_LIMIT_REACHED
 
@@ -24,6 +24,7 @@ Each class carries ``status_hint`` (the HTTP status the API answers with) and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
@@ -139,15 +140,26 @@ class PayloadTooLarge(SyncKairosError):
 class RateLimited(SyncKairosError):
     """Raised when a rate limit is exhausted; nothing was done.
 
-    ``headers`` holds ``Retry-After`` and the ``RateLimit-*`` headers to send.
+    The code is the Node server's ``RATE_LIMIT_EXCEEDED`` (older versions of
+    this server sent ``RATE_LIMITED``). ``headers`` holds ``Retry-After`` and the
+    ``RateLimit-*`` headers to send; ``retry_after_seconds`` (the Node server's
+    body field) is ``Retry-After``'s value, ``details`` holds ``limit`` (the
+    bucket) and ``retry_after_ms``.
     """
 
     status_hint = 429
-    code = "RATE_LIMITED"
+    code = "RATE_LIMIT_EXCEEDED"
 
     def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
         super().__init__(message, details)
         self.headers = headers or {}
+        retry_after = self.headers.get("Retry-After", "")
+        if retry_after.isdigit():
+            seconds = int(retry_after)
+        else:
+            retry_ms = details.get("retry_after_ms") if isinstance(details, dict) else None
+            seconds = math.ceil(retry_ms / 1000) if isinstance(retry_ms, int) else 1
+        self.retry_after_seconds: int = max(1, seconds)
 
 
 class StoreUnavailable(SyncKairosError):

@@ -59,7 +59,10 @@ _ERRORS = {
         "PAYLOAD_TOO_LARGE (request body, or a session state over SYNCKAIROS_MAX_STATE_BYTES)",
         _ref("ErrorEnvelope"),
     ),
-    "429": _response("RATE_LIMITED (Retry-After and RateLimit-* headers)", _ref("ErrorEnvelope")),
+    "429": _response(
+        "RATE_LIMIT_EXCEEDED (retry_after_seconds; Retry-After and RateLimit-* headers)",
+        _ref("ErrorEnvelope"),
+    ),
     "503": _response(
         "UNAVAILABLE (state store unreachable; Retry-After; details.outcome may be unknown) "
         "or SESSION_LIMIT_REACHED (a create beyond SYNCKAIROS_MAX_LIVE_SESSIONS)",

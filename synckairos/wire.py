@@ -106,6 +106,8 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
 
     code: str
     message: str
+    #: Whole seconds to wait (429 only): the Node server's field, beside ours in ``details``.
+    retry_after_seconds: int | None = None
     details: Any = None
 
 
@@ -231,4 +233,10 @@ def data_envelope(payload_json: bytes) -> bytes:
 
 def error_envelope(exc: SyncKairosError) -> bytes:
     """Encode ``exc`` as ``{"error": {code, message, details?}}``."""
-    return _encoder.encode(ErrorEnvelope(ErrorBody(exc.code, exc.message, exc.details)))
+    body = ErrorBody(
+        exc.code,
+        exc.message,
+        retry_after_seconds=getattr(exc, "retry_after_seconds", None),
+        details=exc.details,
+    )
+    return _encoder.encode(ErrorEnvelope(body))

@@ -248,11 +248,12 @@ def test_cors_allows_only_the_configured_origins(redis_server: EmbeddedRedis):
         allowed = client.options(
             "/v1/sessions", headers={"Origin": "https://game.example", **preflight}
         )
-        assert allowed.status_code == 200
+        assert allowed.status_code == 204
         assert allowed.headers["access-control-allow-origin"] == "https://game.example"
         denied = client.options(
             "/v1/sessions", headers={"Origin": "https://evil.example", **preflight}
         )
+        assert denied.status_code == 403
         assert denied.headers.get("access-control-allow-origin") is None
         simple = client.get("/v1/time", headers={"Origin": "https://game.example"})
         assert simple.headers["access-control-allow-origin"] == "https://game.example"
@@ -278,8 +279,13 @@ def limited(redis_server: EmbeddedRedis) -> Iterator[tuple[TestClient, Settings]
 
 
 def _limited(response: httpx.Response, limit: int) -> None:
-    _error(response, 429, "RATE_LIMITED")
+    body = _error(response, 429, "RATE_LIMIT_EXCEEDED")
     assert int(response.headers["retry-after"]) >= 1
+    # The Node server's field, whole seconds, equal to Retry-After; ours in details.
+    assert body["retry_after_seconds"] == int(response.headers["retry-after"])
+    assert isinstance(body["details"]["limit"], str)
+    assert body["details"]["retry_after_ms"] >= 1
+    assert body["retry_after_seconds"] == max(1, -(-body["details"]["retry_after_ms"] // 1000))
     assert response.headers["ratelimit-limit"] == str(limit)
     assert response.headers["ratelimit-remaining"] == "0"
     assert int(response.headers["ratelimit-reset"]) >= 1
@@ -350,12 +356,18 @@ def test_socket_connects_and_messages_are_limited(limited: tuple[TestClient, Set
 def test_rate_parsing_and_the_local_limiter():
     assert parse_rate("X", "10/s") == Rate(10, 1_000)
     assert parse_rate("X", "5/min") == Rate(5, 60_000)
-    for bad in ("ten/s", "0/s", "5/fortnight", "5"):
+    # n per unit sustained, bursts of b: a GCRA limit of b per b/n units.
+    assert parse_rate("X", "20/s burst 600") == Rate(600, 30_000)
+    assert parse_rate("X", " 100/s  burst 1000 ") == Rate(1_000, 10_000)
+    for bad in ("ten/s", "0/s", "5/fortnight", "5", "5/s burst", "5/s burst 0", "5/s bust 9"):
         with pytest.raises(ValueError):
             parse_rate("X", bad)
     limiter = LocalLimiter(Rate(2, 1_000))
     assert [limiter.hit(0), limiter.hit(0), limiter.hit(0)] == [True, True, False]
     assert limiter.hit(499) is False and limiter.hit(500) is True
+    burst = LocalLimiter(parse_rate("X", "20/s burst 600"))
+    assert all(burst.hit(0) for _ in range(600)) and burst.hit(0) is False
+    assert burst.hit(49) is False and burst.hit(50) is True  # then one every 50 ms
 
 
 # ------------------------------------------------------------------ hostile input

@@ -1,6 +1,6 @@
 // The one error type of the client.
 //
-//   SyncKairosError        code, message, status, details, retryAfterMs
+//   SyncKairosError        code, message, status, details, retryAfterMs, rateLimited
 //     server answers       code from the `{"error": {code, message, details}}` body
 //                          (VALIDATION_ERROR, CONFLICT, SESSION_NOT_FOUND, ...)
 //     client-side          NETWORK_ERROR (fetch failed), TIMEOUT (no answer in time),
@@ -11,8 +11,14 @@
 
 /** @import { ErrorCode } from './types.js' */
 
+/**
+ * Codes of a rate limit: `RATE_LIMIT_EXCEEDED` (this server and the Node.js
+ * server) and `RATE_LIMITED` (older versions of this server).
+ */
+export const RATE_LIMIT_CODES = new Set(['RATE_LIMIT_EXCEEDED', 'RATE_LIMITED']);
+
 /** HTTP statuses and codes after which the same request may be sent again. */
-const RETRYABLE_CODES = new Set(['NETWORK_ERROR', 'TIMEOUT', 'RATE_LIMITED', 'UNAVAILABLE']);
+const RETRYABLE_CODES = new Set(['NETWORK_ERROR', 'TIMEOUT', 'UNAVAILABLE', ...RATE_LIMIT_CODES]);
 
 export class SyncKairosError extends Error {
   /**
@@ -29,7 +35,11 @@ export class SyncKairosError extends Error {
     this.status = options.status ?? 0;
     /** The server's `details` (a list of `{field, message}`, conflict versions, ...), or undefined. */
     this.details = options.details;
-    /** `Retry-After` in milliseconds when the server sent one, else null. */
+    /**
+     * How long to wait before retrying, in milliseconds, when the server said:
+     * its `Retry-After` header, else the 429 body's `details.retry_after_ms` or
+     * `retry_after_seconds`; else null.
+     */
     this.retryAfterMs = options.retryAfterMs ?? null;
     /**
      * True on a CONFLICT met by a retry after an attempt whose outcome is
@@ -42,6 +52,11 @@ export class SyncKairosError extends Error {
   /** True when sending the same request again may succeed (network, 429, 503). */
   get retryable() {
     return RETRYABLE_CODES.has(this.code);
+  }
+
+  /** True for a rate limit (429 `RATE_LIMIT_EXCEEDED`, or `RATE_LIMITED` from older servers). */
+  get rateLimited() {
+    return RATE_LIMIT_CODES.has(this.code);
   }
 }
 

@@ -35,7 +35,11 @@ export declare class SyncKairosError extends Error {
   status: number;
   /** The server's `details`: `FieldError[]` for VALIDATION_ERROR, `ConflictDetails` for CONFLICT, ... */
   details: unknown;
-  /** `Retry-After` in milliseconds when the server sent one, else null. */
+  /**
+   * How long to wait before retrying, in milliseconds, when the server said:
+   * its `Retry-After` header, else the 429 body's `details.retry_after_ms` or
+   * `retry_after_seconds`; else null.
+   */
   retryAfterMs: number | null;
   /**
    * True on a CONFLICT met by a retry after an attempt whose outcome is unknown
@@ -45,6 +49,8 @@ export declare class SyncKairosError extends Error {
   afterUnknownOutcome: boolean;
   /** True when sending the same request again may succeed (network, 429, 503). */
   readonly retryable: boolean;
+  /** True for a rate limit (429 `RATE_LIMIT_EXCEEDED`, or `RATE_LIMITED` from older servers). */
+  readonly rateLimited: boolean;
 }
 
 // ------------------------------------------------------------ events

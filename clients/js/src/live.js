@@ -577,7 +577,7 @@ export class LiveSession extends Emitter {
       const retryAfter = /retry after (\d+(?:\.\d+)?) ?s/i.exec(reason);
       const waitMs = retryAfter ? Number(retryAfter[1]) * 1000 : this.reconnect.maxDelayMs ?? 0;
       delayMs = Math.max(delayMs, waitMs);
-      this.emit('error', new SyncKairosError('RATE_LIMITED', reason, { retryAfterMs: waitMs }));
+      this.emit('error', new SyncKairosError('RATE_LIMIT_EXCEEDED', reason, { retryAfterMs: waitMs }));
     }
     this.#setStatus(this.#everOpened ? 'reconnecting' : 'connecting', {
       attempt: this.#attempt,

@@ -286,7 +286,7 @@ export class RestClient {
         if (!(error instanceof SyncKairosError)) throw error;
         if (error.code === 'CONFLICT' && outcomeUnknown) error.afterUnknownOutcome = true;
         if (attempt >= attempts || !error.retryable) throw error;
-        outcomeUnknown ||= error.code !== 'RATE_LIMITED'; // a 429 changed nothing
+        outcomeUnknown ||= !error.rateLimited; // a 429 changed nothing
         await sleep(error.retryAfterMs ?? RETRY_BASE_MS * 2 ** (attempt - 1), rest.signal);
       }
     }
@@ -446,7 +446,9 @@ async function errorFromResponse(method, path, response) {
     return new SyncKairosError(error.code, String(error.message ?? error.code), {
       status: response.status,
       details: error.details,
-      retryAfterMs,
+      // Retry-After may be hidden from a page on another origin (a server that
+      // does not expose it): the 429 body says it too.
+      retryAfterMs: retryAfterMs ?? bodyRetryAfterMs(error),
     });
   }
   return new SyncKairosError(
@@ -454,6 +456,21 @@ async function errorFromResponse(method, path, response) {
     `${method} ${path}: HTTP ${response.status}`,
     { status: response.status, retryAfterMs, details: text.slice(0, 500) || undefined },
   );
+}
+
+/**
+ * The wait a 429 body gives: `details.retry_after_ms` (this server), else
+ * `retry_after_seconds` (this server and the Node.js server).
+ *
+ * @param {any} error the body's `error` object
+ * @returns {number | null}
+ */
+function bodyRetryAfterMs(error) {
+  const ms = error.details?.retry_after_ms;
+  if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
+  const seconds = error.retry_after_seconds;
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  return null;
 }
 
 /** @param {unknown} error */

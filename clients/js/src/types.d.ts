@@ -157,6 +157,8 @@ export type ServerErrorCode =
   | 'CONFLICT'
   | 'SESSION_EXISTS'
   | 'PAYLOAD_TOO_LARGE'
+  | 'RATE_LIMIT_EXCEEDED'
+  /** The code of a 429 from older versions of this server. */
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'INTERNAL_ERROR';

@@ -249,7 +249,8 @@ describe('closing', () => {
     ws.drop(1008, 'connection rate limit exceeded; retry after 0.05 s');
     assert.equal(session.status, 'reconnecting');
     assert.equal(log.connection.at(-1)?.delayMs, 50);
-    assert.equal(log.errors[0].code, 'RATE_LIMITED');
+    assert.equal(log.errors[0].code, 'RATE_LIMIT_EXCEEDED');
+    assert.equal(log.errors[0].rateLimited, true);
     await socket(1);
   });
 

@@ -1,6 +1,7 @@
 // REST round trips against a real server (synckairos dev).
 
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { RestClient, SyncKairosClient, SyncKairosError } from '../src/index.js';
@@ -164,6 +165,61 @@ describe('errors carry code, status and details', () => {
         }),
     });
     assert.equal((await failure(() => slow.health())).code, 'TIMEOUT');
+  });
+});
+
+describe('a page on another origin (synckairos dev allows any)', () => {
+  const origin = 'https://game.example';
+
+  test('a preflight answers 204, and answers carry Access-Control-Allow-Origin', async () => {
+    const preflight = await fetch(`${server.baseUrl}/v1/sessions`, {
+      method: 'OPTIONS',
+      headers: {
+        Origin: origin,
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'authorization, content-type',
+      },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
+    assert.match(String(preflight.headers.get('access-control-allow-methods')), /POST/);
+    assert.equal(preflight.headers.get('access-control-allow-headers'), 'authorization, content-type');
+    const created = await fetch(`${server.baseUrl}/v1/sessions`, {
+      method: 'POST',
+      headers: { Origin: origin, 'content-type': 'application/json' },
+      body: JSON.stringify(sessionBody()),
+    });
+    assert.equal(created.status, 201);
+    assert.equal(created.headers.get('access-control-allow-origin'), '*');
+    assert.match(String(created.headers.get('access-control-expose-headers')), /Retry-After/);
+  });
+
+  test('a WebSocket upgrade from another origin is accepted (101)', async () => {
+    const body = sessionBody();
+    await api.createSession(body);
+    const url = new URL(`/ws?sessionId=${body.session_id}`, server.baseUrl);
+    const status = await new Promise((resolve, reject) => {
+      const req = request(url, {
+        headers: {
+          Origin: origin,
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        },
+      });
+      req.on('upgrade', (response, socket) => {
+        socket.destroy();
+        resolve(response.statusCode);
+      });
+      req.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(status, 101);
   });
 });
 

@@ -81,3 +81,73 @@ test('retries stop after the configured number', async () => {
   assert.equal(error.code, 'UNAVAILABLE');
   assert.equal(bodies.length, 2);
 });
+
+// A 429 as this server sends it (Retry-After, the Node.js server's
+// `retry_after_seconds`, ours in `details`), as the Node.js server sends it
+// (no Retry-After a page on another origin could read), and as older versions
+// of this server sent it (`RATE_LIMITED`).
+const limited = {
+  status: 429,
+  headers: { 'retry-after': '0' },
+  body: {
+    error: {
+      code: 'RATE_LIMIT_EXCEEDED',
+      message: 'rate limit of 10 per 1 s exceeded',
+      retry_after_seconds: 1,
+      details: { limit: 'switch', retry_after_ms: 40 },
+    },
+  },
+};
+const nodeLimited = {
+  status: 429,
+  body: {
+    error: {
+      code: 'RATE_LIMIT_EXCEEDED',
+      message: 'Too many requests, please try again later',
+      retry_after_seconds: 0,
+    },
+  },
+};
+const oldLimited = {
+  status: 429,
+  body: { error: { code: 'RATE_LIMITED', message: 'slow down', details: { retry_after_ms: 5 } } },
+};
+
+test('a 429 is a rate limit, retried after its wait and never an unknown outcome', async () => {
+  for (const answer of [limited, nodeLimited, oldLimited]) {
+    const { fetchImpl, bodies } = scriptedFetch([answer, conflict]);
+    const api = new RestClient({ baseUrl: 'http://x', fetch: fetchImpl });
+    const error = await api
+      .switchCycle(SID, { expectedVersion: 3 })
+      .then(() => assert.fail('resolved'), (e) => e);
+    assert.equal(bodies.length, 2, answer.body.error.code); // retried once
+    assert.equal(error.code, 'CONFLICT');
+    assert.equal(error.afterUnknownOutcome, false); // the 429 changed nothing
+  }
+});
+
+test('a 429 error says rateLimited and how long to wait, from the header or the body', async () => {
+  /** @param {typeof limited} answer */
+  const refused = async (answer) => {
+    const { fetchImpl } = scriptedFetch([answer]);
+    const api = new RestClient({ baseUrl: 'http://x', fetch: fetchImpl });
+    return api.getSession(SID).then(() => assert.fail('resolved'), (e) => e);
+  };
+  const ours = await refused(limited);
+  assert.ok(ours instanceof SyncKairosError);
+  assert.equal(ours.code, 'RATE_LIMIT_EXCEEDED');
+  assert.equal(ours.rateLimited, true);
+  assert.equal(ours.retryable, true);
+  assert.equal(ours.status, 429);
+  assert.equal(ours.retryAfterMs, 0); // Retry-After first
+  assert.deepEqual(ours.details, { limit: 'switch', retry_after_ms: 40 });
+  const node = await refused({ ...nodeLimited, body: { error: { ...nodeLimited.body.error, retry_after_seconds: 60 } } });
+  assert.equal(node.rateLimited, true);
+  assert.equal(node.retryAfterMs, 60_000); // no header: the Node.js body field
+  const old = await refused(oldLimited);
+  assert.equal(old.code, 'RATE_LIMITED');
+  assert.equal(old.rateLimited, true);
+  assert.equal(old.retryable, true);
+  assert.equal(old.retryAfterMs, 5);
+  assert.equal(new SyncKairosError('CONFLICT', 'x').rateLimited, false);
+});

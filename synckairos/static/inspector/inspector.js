@@ -153,7 +153,7 @@ function log(entry) {
 /** @param {string} what @param {unknown} error */
 function reportError(what, error) {
   if (error instanceof SyncKairosError) {
-    if (error.code === 'RATE_LIMITED') {
+    if (error.rateLimited) {
       const wait = error.retryAfterMs != null ? ` retry in ${Math.ceil(error.retryAfterMs / 1000)} s` : '';
       notice(`${what}: rate limited${error.status === 429 ? ' (429)' : ''};${wait}`, 'warn');
     } else {
