@@ -58,7 +58,7 @@ def _repository_files() -> list[Path]:
         ).stdout.decode()
         files = [ROOT / name for name in listed.split("\0") if name]
         return sorted(path for path in files if path.is_file())
-    found = []
+    found: list[Path] = []
     for path in ROOT.rglob("*"):
         parts = path.relative_to(ROOT).parts
         if any(part in _SKIP_DIRS or part.endswith(".egg-info") for part in parts):
@@ -82,7 +82,10 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 #: Inline links and images: [text](target "title"); the text may hold one level
 #: of brackets (``[`a[0]`](x)`` is rare; ``[**x**](y)`` is common).
-_INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_INLINE_LINK = re.compile(
+    r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]"  # [text], one level of nested brackets
+    r"\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)"  # (target "title")
+)
 _REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
 _AUTOLINK = re.compile(r"<((?:https?|ftp|file)://[^>\s]+)>")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -184,7 +187,7 @@ def test_markdown_links_stay_inside_the_repository(source: Path) -> None:
 
 
 #: A link from docs/ to the workspace's shared folder, next to the checkout.
-_LEAVING = "../../" + "shared/PROTOCOL.md"
+_LEAVING = "../../" + "shared" + "/PROTOCOL.md"
 
 
 def test_the_link_checker_catches_what_it_should() -> None:
@@ -249,7 +252,7 @@ def _text_files() -> list[Path]:
 
 
 def test_no_file_points_outside_the_repository() -> None:
-    problems = []
+    problems: list[str] = []
     for path in _text_files():
         text = path.read_text(encoding="utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
@@ -268,7 +271,7 @@ def _protocol() -> str:
 
 def _http_routes() -> list[tuple[str, str]]:
     """(method, path) of every HTTP route a node registers (API and pages)."""
-    found = []
+    found: list[tuple[str, str]] = []
     for route in http_api.routes() + pages.routes():
         if isinstance(route, Route):
             methods = sorted((route.methods or set()) - {"HEAD"}) or ["GET"]
