@@ -15,6 +15,7 @@ Fast (no server, no Redis): it reads files and imports route tables.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 
@@ -348,3 +350,32 @@ def test_every_close_code_is_in_the_protocol() -> None:
     text = _protocol()
     missing = sorted(code for code in codes if f"| {code} |" not in text)
     assert not missing, f"docs/protocol.md's close-code table does not list: {missing}"
+
+
+def test_the_state_example_is_what_the_core_builds() -> None:
+    """The SyncState example of docs/protocol.md, field for field and in order.
+
+    Same session as the page says: per_participant, 2 s increment, created at
+    2026-01-01T00:00:00Z, started 5 s later, switched 12 s after that.
+    """
+    from synckairos.core import CreateSession, NewParticipant, Start, Switch, SyncMode, apply
+    from synckairos.core.machine import create_session
+
+    found = re.search(r"```json\n(\{\n  \"session_id\".*?\n\})\n```", _protocol(), re.DOTALL)
+    assert found is not None, "docs/protocol.md has no SyncState example"
+    documented = json.loads(found.group(1))
+    first, second = (p["participant_id"] for p in documented["participants"])
+    spec = CreateSession(
+        session_id=documented["session_id"],
+        sync_mode=SyncMode.PER_PARTICIPANT,
+        participants=[NewParticipant(first, 300_000), NewParticipant(second, 300_000)],
+        total_time_ms=300_000,
+        increment_ms=2_000,
+    )
+    created_at = 1_767_225_600_000  # 2026-01-01T00:00:00.000Z
+    state = create_session(spec, created_at).state
+    state = apply(state, Start(), created_at + 5_000).state
+    state = apply(state, Switch(), created_at + 17_000).state
+    built = json.loads(msgspec.json.encode(state))
+    assert built == documented
+    assert list(built) == list(documented)
