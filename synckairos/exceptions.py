@@ -18,7 +18,7 @@
     └── SessionLimitReached             503 SESSION_LIMIT_REACHED
 
 Each class carries ``status_hint`` (the HTTP status the API answers with) and
-``code`` (the wire error code of PROTOCOL.md). The HTTP layer maps every
+``code`` (the wire error code of docs/protocol.md). The HTTP layer maps every
 ``SyncKairosError`` in one place; anything else is a bug and answers 500.
 """
 

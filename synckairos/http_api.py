@@ -1,4 +1,4 @@
-"""HTTP endpoints of PROTOCOL.md (everything but the WebSocket).
+"""HTTP endpoints of docs/protocol.md (everything but the WebSocket).
 
 Each endpoint is wrapped by ``endpoint(route)``, the one place that maps
 ``SyncKairosError`` to its status and ``{"error"}`` envelope, turns anything

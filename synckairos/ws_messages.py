@@ -1,4 +1,4 @@
-"""WebSocket messages of PROTOCOL.md: client messages decoded, server messages built.
+"""WebSocket messages of docs/protocol.md: client messages decoded, server messages built.
 
 Server messages are built as text by splicing the JSON the store already
 holds (a change or a state) into a small envelope, so a change is encoded once

@@ -1,6 +1,6 @@
 """Inputs of the timer engine: the create request and the commands.
 
-``CreateSession`` carries the schema limits of PROTOCOL.md as msgspec
+``CreateSession`` carries the schema limits of docs/protocol.md as msgspec
 constraints, so decoding a request body validates types and ranges in one step;
 the remaining rules (unique ids, per-mode requirements) are checked by
 ``machine.create_session``. Commands are tagged Structs; ``machine.apply``

@@ -1,7 +1,7 @@
 """The session model: what a timer session *is*, as immutable msgspec Structs.
 
 The stored form of a session is its wire form: ``SessionState`` encodes to the
-``SyncState`` JSON of PROTOCOL.md (SyncKairos fields plus our extensions), so a
+``SyncState`` JSON of docs/protocol.md (SyncKairos fields plus our extensions), so a
 state read from Redis can be sent to a client without re-encoding.
 
 Time accounting lives in *banks*. A bank is a pool of milliseconds that drains
@@ -142,7 +142,7 @@ class SessionState(msgspec.Struct, frozen=True):
     max_time_ms: int | None
     created_at: str
     updated_at: str
-    # Extensions (PROTOCOL.md "(ext)").
+    # Extensions (docs/protocol.md "(ext)").
     server_time_ms: int
     deadline_ms: int | None
     cycle_started_ms: int | None

@@ -3,7 +3,7 @@
 A few sockets follow one running session. Each generated frame is followed by
 a sentinel ``PING`` with a unique ``t0``; everything the server sends before
 the sentinel's ``PONG`` is its answer to the frame, which must be exactly what
-PROTOCOL.md documents for it:
+docs/protocol.md documents for it:
 
 - a well-formed ``PING`` / ``TIME_SYNC``: ``PONG`` / ``TIME_SYNC`` echoing ``t0``;
 - a well-formed ``RECONNECT``: ``STATE_SYNC`` without ``last_known_version``,
@@ -176,7 +176,7 @@ def _well_typed(kind: str, epoch: str, version: int) -> dict[str, st.SearchStrat
 
 @st.composite
 def _well_formed(draw: st.DrawFn, epoch: str, version: int) -> dict[str, Any]:
-    """A message PROTOCOL.md documents, every field well typed, unknown fields too."""
+    """A message docs/protocol.md documents, every field well typed, unknown fields too."""
     kind = draw(st.sampled_from(KNOWN_TYPES))
     message: dict[str, Any] = {"type": kind}
     for name, values in _well_typed(kind, epoch, version).items():
@@ -342,7 +342,7 @@ def _parse(frame: Frame) -> tuple[str, Any]:
 
 
 def expected_answers(frame: Frame) -> frozenset[str]:
-    """What PROTOCOL.md allows the server to answer to ``frame``."""
+    """What docs/protocol.md allows the server to answer to ``frame``."""
     outcome, message = _parse(frame)
     if outcome in ("duplicate", "deep"):
         text = frame.data if isinstance(frame.data, str) else ""

@@ -1,4 +1,4 @@
-// HTTP API of PROTOCOL.md: one method per endpoint.
+// HTTP API of docs/protocol.md: one method per endpoint.
 //
 // Bodies and answers are the wire's own objects (snake_case); options of the
 // methods are camelCase. Every failure becomes a `SyncKairosError`: the
