@@ -389,15 +389,30 @@ class SocketConnection:
             )
 
     async def _reconnect(self, message: ws_messages.ClientMessage) -> None:
+        """Answer a RECONNECT; a session that does not exist gets ``ERROR SESSION_NOT_FOUND``.
+
+        The socket stays open after that ERROR (as on the Node.js server): it
+        keeps following the id and gets the session's first STATE_UPDATE if
+        it is created. With ``last_known_version`` (ext) the RECONNECT_ACK
+        (version 0) follows the ERROR.
+        """
         if message.last_known_version is None:
             await self.repair(0, None, full=True)  # like the Node.js reference
+            self._not_found_if_missing()
             return
         recovered, replayed = await self.repair(
             message.last_known_version, message.epoch, full=False
         )
+        self._not_found_if_missing()
         self.send_text(
             ws_messages.reconnect_ack(recovered, replayed, self.last_version, self.epoch)
         )
+
+    def _not_found_if_missing(self) -> None:
+        if self.last_version == 0 and not self._closing:
+            self.send_text(
+                ws_messages.error("SESSION_NOT_FOUND", f"Session {self.session_id} not found")
+            )
 
 
 async def _receive_loop(websocket: WebSocket, connection: SocketConnection, clock: Clock) -> None:
@@ -441,10 +456,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     state: Any = websocket.app.state
     listener: PubSubListener = state.listener
     clock: Clock = state.node.clock
-    session_id = canonical_id(websocket.query_params.get("sessionId", ""))
+    raw_session_id = websocket.query_params.get("sessionId", "")
+    session_id = canonical_id(raw_session_id)
     await websocket.accept()
     if session_id is None:
-        await websocket.close(CLOSE_POLICY, "Invalid sessionId format")
+        # The Node.js server's two reasons: absent (or empty) vs not a UUID.
+        reason = "Invalid sessionId format" if raw_session_id else "Missing sessionId parameter"
+        await websocket.close(CLOSE_POLICY, reason)
         return
     refusal, principal = await _refusal(websocket, session_id)
     if refusal is not None:
