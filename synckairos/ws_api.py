@@ -393,8 +393,8 @@ class SocketConnection:
 
         The socket stays open after that ERROR (as on the Node.js server): it
         keeps following the id and gets the session's first STATE_UPDATE if
-        it is created. With ``last_known_version`` (ext) the RECONNECT_ACK
-        (version 0) follows the ERROR.
+        it is created. With ``last_known_version`` (ext) the answer is the
+        RECONNECT_ACK of version 0 instead (what our clients read as "gone").
         """
         if message.last_known_version is None:
             await self.repair(0, None, full=True)  # like the Node.js reference
@@ -403,7 +403,6 @@ class SocketConnection:
         recovered, replayed = await self.repair(
             message.last_known_version, message.epoch, full=False
         )
-        self._not_found_if_missing()
         self.send_text(
             ws_messages.reconnect_ack(recovered, replayed, self.last_version, self.epoch)
         )
