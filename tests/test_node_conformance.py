@@ -41,11 +41,23 @@ from synckairos import __version__
 from synckairos.audit.migrate import migrate
 from synckairos.core.model import SessionState
 from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from synckairos.exceptions import VALIDATION_CODES
 from tests.conftest import run_coroutine
 from tests.helpers import new_id, session_body
 
 # ------------------------------------------------------- the Node.js schemas
+
+#: The codes docs/compatibility.md documents for validation ``details``.
+VALIDATION_CODES = {
+    "invalid_json",
+    "invalid_type",
+    "invalid_format",
+    "invalid_value",
+    "too_small",
+    "too_big",
+    "required",
+    "duplicate",
+    "unrecognized",
+}
 
 IsoInstant = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")]
 Mode = Literal["per_participant", "per_cycle", "per_group", "global", "count_up"]
