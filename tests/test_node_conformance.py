@@ -353,6 +353,18 @@ async def test_row_session_responses_validate_against_the_node_schema(
     state = await _create(http, capped)
     assert state.max_time_ms == 60_000
 
+    # /openapi.json says the same: what is required is always sent, what may
+    # be absent is optional and not nullable.
+    schemas = (await http.get("/openapi.json")).json()["components"]["schemas"]
+    for name, sent, unset in (
+        ("SessionState", raw_created, ("max_time_ms", "metadata")),
+        ("Participant", raw_created["participants"][0], ("group_id",)),
+    ):
+        assert set(schemas[name]["required"]) <= set(sent), name
+        for field in unset:
+            assert field not in schemas[name]["required"]
+            assert "null" not in str(schemas[name]["properties"][field]), (name, field)
+
     # The audit trail stores the same shape, and it reads back as a state.
     snapshot = await _snapshot(stack, sid, 6)
     _is_absent(msgspec.json.decode(snapshot), "max_time_ms", "metadata")
