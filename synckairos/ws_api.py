@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -97,8 +97,12 @@ class SocketConnection:
         message_limiter: LocalLimiter | None = None,
         max_queue_bytes: int | None = None,
         replay_max_bytes: int | None = None,
+        restore: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.websocket = websocket
+        self.restore = restore
+        """Brings a session Redis lost back from the audit trail (raises
+        ``SessionNotFound`` when it is not there either); None: no audit trail."""
         self.message_limiter = message_limiter
         """Per-connection message rate limit (None: off); beyond it, close 1008."""
         self.session_id = session_id
@@ -398,6 +402,11 @@ class SocketConnection:
         """
         if message.last_known_version is None:
             await self.repair(0, None, full=True)  # like the Node.js reference
+            if self.last_version == 0 and self.restore is not None:
+                # Not in Redis: restored from the audit trail if it lives there.
+                with contextlib.suppress(SessionNotFound):
+                    await self.restore(self.session_id)
+                    await self.repair(0, None, full=True)
             self._not_found_if_missing()
             return
         recovered, replayed = await self.repair(
@@ -477,6 +486,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         message_limiter=admission.socket_limiter(),
         max_queue_bytes=state.settings.ws_send_queue_bytes,
         replay_max_bytes=state.settings.ws_replay_max_bytes,
+        restore=state.node.load if state.node.archive is not None else None,
     )
     expiry: asyncio.TimerHandle | None = None
     if principal is not None:
