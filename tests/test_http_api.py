@@ -189,6 +189,60 @@ def test_a_timer_past_its_deadline_times_out_before_the_next_command(
     assert started_at + 1_000 <= clock.now
 
 
+def test_a_switch_after_the_flag_fell_honours_only_preconditions_of_the_turn_that_ran_out(
+    client: TestClient, clock: FakeClock
+):
+    body = session_body(budget_ms=1_000)
+    sid = body["session_id"]
+    first, second = (p["participant_id"] for p in body["participants"])
+    _create(client, body)
+    _post(client, sid, "start")  # version 2
+    clock.advance(1_500)
+    # A version older than the turn that ran out, or another participant's
+    # turn: the usual 409 (the timeout is committed by the first of them).
+    _error(_post(client, sid, "switch", json={"expected_version": 1}), 409, "CONFLICT")
+    stale = _post(client, sid, "switch", json={"current_participant_id": second})
+    _error(stale, 409, "CONFLICT")
+    # The turn that ran out, by its version before or after the timeout, or
+    # by its participant: 200 with expired_participant_id, nothing committed.
+    for precondition in (
+        {"expected_version": 2},
+        {"expected_version": 3},
+        {"current_participant_id": first},
+    ):
+        late = _post(client, sid, "switch", json=precondition)
+        assert late.status_code == 200, late.text
+        data = late.json()["data"]
+        assert data["expired_participant_id"] == first and data["version"] == 3
+    assert client.get(f"/v1/sessions/{sid}").json()["data"]["version"] == 3
+
+
+@pytest.mark.parametrize("ending", ["complete", "cancel", "timeout"])
+def test_complete_on_a_finished_session_is_a_no_op_but_keeps_its_preconditions(
+    client: TestClient, clock: FakeClock, ending: str
+):
+    body = session_body(budget_ms=1_000)
+    sid = body["session_id"]
+    _create(client, body)
+    _post(client, sid, "start")
+    if ending == "timeout":
+        clock.advance(1_500)
+        _post(client, sid, "pause")  # commits the overdue timeout first, then refuses
+    else:
+        _post(client, sid, ending)
+    finished = client.get(f"/v1/sessions/{sid}").json()["data"]
+    assert finished["status"] in ("completed", "cancelled", "expired")
+    clock.advance(10)
+    again = _post(client, sid, "complete")
+    assert again.status_code == 200, again.text
+    data = again.json()["data"]
+    assert data["version"] == finished["version"] and data["status"] == finished["status"]
+    assert data["updated_at"] == finished["updated_at"]
+    assert again.headers["etag"] == f'"{finished["version"]}"'
+    wrong = _post(client, sid, "complete", headers={"If-Match": "1"})
+    _error(wrong, 409, "CONFLICT")
+
+
 def test_per_cycle_timeouts_skip_to_the_next_participant(client: TestClient, clock: FakeClock):
     body = session_body("per_cycle", participants=3)
     sid = body["session_id"]
