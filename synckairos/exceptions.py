@@ -59,10 +59,29 @@ class SyncKairosError(Exception):
         """Machine-readable details (JSON-encodable), or None."""
 
 
+#: The ``code`` of a validation problem (docs/compatibility.md).
+VALIDATION_CODES = frozenset(
+    {
+        "invalid_json",  # the body is not JSON (UTF-8), or is nested too deeply
+        "invalid_type",  # a value of the wrong JSON type
+        "invalid_format",  # a string that is not a UUID (or an If-Match not a version)
+        "invalid_value",  # an unknown enum value, or a value the rules refuse
+        "too_small",  # a number below its minimum, an array or string too short
+        "too_big",  # a number above its maximum, an array, string or object too large
+        "required",  # a required field is missing
+        "duplicate",  # an id or index given twice
+        "unrecognized",  # an unknown field where none is allowed
+    }
+)
+
+
 class ValidationFailed(SyncKairosError):
     """Raised by the API and the core when input is malformed or out of range.
 
-    ``details`` is a list of ``{"field", "message"}`` dicts.
+    ``details`` is a list of ``{"field", "message", "code"}`` dicts, as the
+    Node.js server reports them: ``field`` is a dot path
+    (``participants.0.total_time_ms``; ``body`` for the body as a whole, the
+    header's name for a header), ``code`` one of ``VALIDATION_CODES``.
     """
 
     status_hint = 400

@@ -38,6 +38,7 @@ from synckairos.exceptions import (
 )
 from synckairos.node import CommandResult, Node, Preconditions
 from synckairos.wire import (
+    API_VERSION,
     CommandRequest,
     HealthResponse,
     ReadyResponse,
@@ -181,7 +182,8 @@ def _session_id(request: Request) -> str:
     session_id = canonical_id(request.path_params["session_id"])
     if session_id is None:
         raise ValidationFailed(
-            "session id must be a UUID", [{"field": "session_id", "message": "must be a UUID"}]
+            "session id must be a UUID",
+            [{"field": "session_id", "message": "must be a UUID", "code": "invalid_format"}],
         )
     return session_id
 
@@ -209,7 +211,7 @@ async def _body(request: Request) -> bytes:
         # HTTP parser gave up on): nothing to answer, and not a server error.
         raise ValidationFailed(
             "request body incomplete: the client disconnected",
-            [{"field": "body", "message": "incomplete"}],
+            [{"field": "body", "message": "incomplete", "code": "invalid_json"}],
         ) from None
     return b"".join(chunks)
 
@@ -226,7 +228,13 @@ def _preconditions(
         if match is None:
             raise ValidationFailed(
                 "If-Match must be a session version",
-                [{"field": "If-Match", "message": "must be an integer version"}],
+                [
+                    {
+                        "field": "If-Match",
+                        "message": "must be an integer version",
+                        "code": "invalid_format",
+                    }
+                ],
             )
         digits = match.group(1).lstrip("0") or "0"
         from_header = int(digits) if len(digits) <= 16 else _NEVER_MATCHES
@@ -234,7 +242,13 @@ def _preconditions(
         if expected_version is not None and expected_version != from_header:
             raise ValidationFailed(
                 "If-Match and expected_version disagree",
-                [{"field": "expected_version", "message": "differs from If-Match"}],
+                [
+                    {
+                        "field": "expected_version",
+                        "message": "differs from If-Match",
+                        "code": "invalid_value",
+                    }
+                ],
             )
         expected_version = from_header
     return Preconditions(expected_version, current_participant_id, epoch)
@@ -322,7 +336,13 @@ async def mint_token(request: Request) -> Response:
     if (role is Role.PARTICIPANT) != (body.participant_id is not None):
         raise ValidationFailed(
             "participant_id is required for (and only for) a participant token",
-            [{"field": "participant_id", "message": "required iff role is participant"}],
+            [
+                {
+                    "field": "participant_id",
+                    "message": "required iff role is participant",
+                    "code": "invalid_value",
+                }
+            ],
         )
     settings = request.app.state.settings
     admission: Admission = request.app.state.admission
@@ -330,7 +350,13 @@ async def mint_token(request: Request) -> Response:
     if ttl_s > admission.auth.max_ttl_s:
         raise ValidationFailed(
             f"ttl_s exceeds the maximum token lifetime ({admission.auth.max_ttl_s} s)",
-            [{"field": "ttl_s", "message": f"must be at most {admission.auth.max_ttl_s}"}],
+            [
+                {
+                    "field": "ttl_s",
+                    "message": f"must be at most {admission.auth.max_ttl_s}",
+                    "code": "too_big",
+                }
+            ],
         )
     try:
         # The token names the session's current incarnation (claim ``ep``).
@@ -350,7 +376,7 @@ async def get_time(request: Request) -> Response:
     await _admit(request, None, None, "time", per="ip")
     node = _node(request)
     tolerance: int = request.app.state.settings.drift_tolerance_ms
-    return _json(encode(TimeResponse(node.clock(), __version__, tolerance)))
+    return _json(encode(TimeResponse(node.clock(), API_VERSION, tolerance, __version__)))
 
 
 @endpoint("/health")

@@ -40,10 +40,12 @@ from synckairos.core import (
     TERMINAL_STATUSES,
     Cancel,
     Command,
+    Complete,
     CreateSession,
     Event,
     SessionState,
     Status,
+    Switch,
     Timeout,
     Transition,
     apply,
@@ -54,6 +56,7 @@ from synckairos.core import (
 from synckairos.core.ids import canonical_state
 from synckairos.exceptions import (
     Conflict,
+    InvalidTransition,
     PayloadTooLarge,
     SessionExists,
     SessionNotFound,
@@ -130,6 +133,15 @@ class CommandResult(msgspec.Struct, frozen=True):
 
 _encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(SessionState)
+
+
+class _ChangeEvent(msgspec.Struct, frozen=True):
+    """The ``event`` of a history entry ``{"version","event","state","ts"}``."""
+
+    event: Event
+
+
+_change_event_decoder = msgspec.json.Decoder(_ChangeEvent)
 
 
 def _change_json(transition: Transition, state_json: bytes, now: int) -> bytes:
@@ -396,9 +408,12 @@ class Node:
                 try:
                     _check(pre, state, epoch)
                     transition = apply(state, command, now)
-                except SyncKairosError:
+                except SyncKairosError as exc:
                     if fresh:
-                        raise
+                        answer = await self._answer_finished(session_id, command, pre, exc, state)
+                        if answer is None:
+                            raise
+                        return CommandResult(answer, _encoder.encode(answer.state), epoch)
                     (state, epoch), fresh = await self.load(session_id), True
                     continue
                 try:
@@ -427,6 +442,73 @@ class Node:
             else:
                 state, epoch = await self.load(session_id)
             fresh = True
+
+    async def _answer_finished(
+        self,
+        session_id: str,
+        command: Command,
+        pre: Preconditions,
+        exc: SyncKairosError,
+        state: SessionState,
+    ) -> Transition | None:
+        """The answer to a command a finished session makes moot, or None (raise ``exc``).
+
+        Both answers leave the session as it is (no commit, no new version, no
+        event published); the returned transition carries the state, with
+        ``server_time_ms`` set to now as a read would, and an event naming
+        what the client is told (docs/compatibility.md):
+
+        * ``complete`` on a completed, expired or cancelled session: the
+          session is already finished, which is what the client asked for
+          (the Node.js server answers 200 there too). Preconditions still
+          apply: a wrong ``expected_version`` is a 409 as usual.
+        * ``switch`` after the flag fell: the session was ended by the timeout
+          of its active participant (``session_expired``, or
+          ``session_completed`` of a capped count-up, with reason
+          ``timeout``): the answer carries ``expired_participant_id`` like
+          the Node.js server's switch result; the timeout stays in force and
+          the switch does not apply. A precondition is honoured if it
+          describes the session just before or after that timeout
+          (``expected_version`` of either version, ``current_participant_id``
+          of the participant whose time ran out): that is the turn the
+          switch meant to end. Any other precondition is still a 409.
+        """
+        if isinstance(exc, InvalidTransition | Conflict) and state.status in TERMINAL_STATUSES:
+            if isinstance(command, Complete):
+                if isinstance(exc, Conflict):
+                    return None
+                event = Event(type="session_unchanged", reason=f"already_{state.status.value}")
+                return Transition(replace(state, server_time_ms=self.clock()), event)
+            if isinstance(command, Switch):
+                expired = await self._timed_out(session_id, state)
+                if expired is None:
+                    return None
+                if pre.expected_version not in (None, state.version, state.version - 1):
+                    return None
+                if pre.current_participant_id not in (None, expired):
+                    return None
+                event = Event(
+                    type="session_unchanged", expired_participant_id=expired, reason="timeout"
+                )
+                return Transition(replace(state, server_time_ms=self.clock()), event)
+        return None
+
+    async def _timed_out(self, session_id: str, state: SessionState) -> str | None:
+        """Whose timeout ended ``state`` (its last change), or None if not a timeout.
+
+        Read from the session's event history: the last change must be the one
+        that produced ``state`` and have reason ``timeout``.
+        """
+        if state.status not in (Status.EXPIRED, Status.COMPLETED):
+            return None
+        history = await self.store.read_since(session_id, state.version - 1)
+        for version, change_json in history.changes:
+            if version != state.version:
+                continue
+            event = _change_event_decoder.decode(change_json).event
+            if event.reason == "timeout" and event.participant_id is not None:
+                return event.participant_id
+        return None
 
     async def fire_timeouts(self, session_id: str) -> list[tuple[Transition, int]]:
         """Apply every timeout of the session that is due now, each as of its deadline.
@@ -494,9 +576,15 @@ class Node:
     ) -> None:
         """Delete the session and announce it to its subscribers.
 
+        Deleting a session that does not exist (never created, already
+        deleted, expired from Redis and not in the audit store) succeeds and
+        changes nothing: DELETE is idempotent (204), as on the Node.js
+        server. With ``expected_version`` (``If-Match``) it is a 404: the
+        precondition names a state, and there is none.
+
         Raises:
-            SessionNotFound: no such session (or, in a race, not the incarnation
-                ``epoch`` names).
+            SessionNotFound: with ``expected_version``, no such session; or, in
+                a race, a live incarnation other than the one ``epoch`` names.
             Unauthorized: ``epoch`` (a token's) is not the session's incarnation.
             Conflict: ``expected_version`` is given and differs; nothing deleted.
         """
@@ -524,6 +612,8 @@ class Node:
                     event_id=event_id,
                 )
         if deleted is None:
+            if expected_version is None and (stored is None or stored.deleted):
+                return  # already gone: a delete is idempotent (204), as on the Node.js server
             raise SessionNotFound(f"session {session_id} not found", {"session_id": session_id})
         if self.audit_writer is not None:
             await self.audit_writer.write(

@@ -49,7 +49,11 @@ def _response(description: str, schema: dict[str, Any] | None = None) -> dict[st
 
 
 _ERRORS = {
-    "400": _response("VALIDATION_ERROR or INVALID_STATE_TRANSITION", _ref("ErrorEnvelope")),
+    "400": _response(
+        "VALIDATION_ERROR (details: [{field (dot path), message, code}]) or "
+        "INVALID_STATE_TRANSITION",
+        _ref("ErrorEnvelope"),
+    ),
     "404": _response("SESSION_NOT_FOUND", _ref("ErrorEnvelope")),
     "409": _response("CONFLICT (precondition failed)", _ref("ErrorEnvelope")),
     "401": _response("UNAUTHORIZED (credentials missing or invalid)", _ref("ErrorEnvelope")),
@@ -93,15 +97,55 @@ _IF_MATCH = {
 }
 
 
-def _command(summary: str, body: str) -> dict[str, Any]:
+def _command(
+    summary: str, body: str, result: str = "SessionState", answer: str = "The new state"
+) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
             "parameters": [_SESSION_ID, _IF_MATCH],
             "requestBody": {"required": False, "content": _json_content(_ref(body))},
-            "responses": {"200": _response("The new state", _data("SessionState")), **_ERRORS},
+            "responses": {"200": _response(answer, _data(result)), **_ERRORS},
         }
     }
+
+
+#: Response fields that are absent when unset, never null (``omit_defaults``):
+#: msgspec describes them as ``T | null`` (the decoder still reads the nulls of
+#: states stored before), the document as what the server sends: ``T``, optional.
+_ABSENT_WHEN_UNSET = {"SessionState": ("max_time_ms", "metadata"), "Participant": ("group_id",)}
+
+
+def _absent_not_null(components: dict[str, Any]) -> None:
+    for name, fields in _ABSENT_WHEN_UNSET.items():
+        properties = components[name]["properties"]
+        for field in fields:
+            schema = properties[field]
+            kept = [s for s in schema.pop("anyOf") if s != {"type": "null"}]
+            schema.pop("default", None)
+            schema.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+            schema["description"] = "Absent when unset (never null)."
+            assert field not in components[name].get("required", [])
+
+
+_SWITCH_RESULT = {
+    "title": "SwitchResult",
+    "description": "The new state; after the flag fell (the active participant's time ran "
+    "out before the switch arrived), the state the timeout left, unchanged, with "
+    "expired_participant_id (docs/compatibility.md).",
+    "allOf": [
+        _ref("SessionState"),
+        {
+            "type": "object",
+            "properties": {
+                "expired_participant_id": {
+                    "type": "string",
+                    "description": "The participant whose time ran out, if any.",
+                }
+            },
+        },
+    ],
+}
 
 
 def build_openapi() -> bytes:
@@ -121,6 +165,8 @@ def build_openapi() -> bytes:
         ],
         ref_template=_REF,
     )
+    _absent_not_null(components)
+    components["SwitchResult"] = _SWITCH_RESULT
     time_get = {
         "get": {
             "summary": "Server time for clock synchronization",
@@ -149,16 +195,31 @@ def build_openapi() -> bytes:
             "delete": {
                 "summary": "Delete a session and notify its subscribers",
                 "parameters": [_SESSION_ID, _IF_MATCH],
-                "responses": {"204": _response("Deleted"), **_ERRORS},
+                "responses": {
+                    "204": _response(
+                        "Deleted, or did not exist (idempotent); with If-Match a missing "
+                        "session is a 404"
+                    ),
+                    **_ERRORS,
+                },
             },
         },
         f"{session}/start": _command("Start a pending session", "CommandRequest"),
         f"{session}/switch": _command(
-            "End the active turn and activate the next participant", "SwitchRequest"
+            "End the active turn and activate the next participant",
+            "SwitchRequest",
+            "SwitchResult",
+            "The new state, or (the flag fell first) the unchanged state with "
+            "expired_participant_id",
         ),
         f"{session}/pause": _command("Pause a running session", "CommandRequest"),
         f"{session}/resume": _command("Resume a paused session", "CommandRequest"),
-        f"{session}/complete": _command("Complete a session", "CommandRequest"),
+        f"{session}/complete": _command(
+            "Complete a session",
+            "CommandRequest",
+            answer="The new state; on a finished session (completed, expired, cancelled) "
+            "the unchanged state (no new version)",
+        ),
         f"{session}/cancel": _command("Cancel a session", "CommandRequest"),
         f"{session}/tokens": {
             "post": {

@@ -17,6 +17,7 @@ from synckairos.core.commands import UUID_PATTERN, CreateSession, Uuid
 from synckairos.exceptions import SyncKairosError, ValidationFailed
 
 __all__ = [
+    "API_VERSION",
     "CommandRequest",
     "ErrorBody",
     "ErrorEnvelope",
@@ -117,12 +118,22 @@ class ErrorEnvelope(msgspec.Struct, frozen=True):
     error: ErrorBody
 
 
+#: The API version ``GET /v1/time`` reports in ``server_version``: the one the
+#: Node.js server reports, whose API this server implements (clients may check it).
+API_VERSION = "2.0.0"
+
+
 class TimeResponse(msgspec.Struct, frozen=True):
-    """Body of ``GET /v1/time`` and ``GET /time``."""
+    """Body of ``GET /v1/time`` and ``GET /time``.
+
+    ``server_version`` is the API version (``API_VERSION``, as the Node.js
+    server reports it); ``server_build`` (ext) is this package's version.
+    """
 
     timestamp_ms: int
     server_version: str
     drift_tolerance_ms: int
+    server_build: str
 
 
 class HealthResponse(msgspec.Struct, frozen=True):
@@ -206,24 +217,63 @@ def decode_body(body: bytes, schema: type[T], *, optional: bool = False) -> T:
         body.decode()  # invalid UTF-8 is refused even inside fields that are skipped
         result: T = decoder.decode(body)
     except msgspec.ValidationError as exc:
-        match = _PATH_RE.match(str(exc))
-        message = match.group("message") if match else str(exc)
-        field = (match.group("path") if match else None) or _missing_field(message) or "body"
-        raise ValidationFailed(message, [{"field": field, "message": message}]) from None
+        message, field, code = validation_problem(str(exc))
+        raise ValidationFailed(
+            message, [{"field": field, "message": message, "code": code}]
+        ) from None
     except RecursionError:
         raise ValidationFailed(
-            "request body is nested too deeply", [{"field": "body", "message": "too deep"}]
+            "request body is nested too deeply",
+            [{"field": "body", "message": "too deep", "code": "invalid_json"}],
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ValidationFailed(
-            "request body is not valid JSON (UTF-8)", [{"field": "body", "message": str(exc)}]
+            "request body is not valid JSON (UTF-8)",
+            [{"field": "body", "message": str(exc), "code": "invalid_json"}],
         ) from None
     return result
 
 
-def _missing_field(message: str) -> str | None:
-    found = re.search(r"missing required field `([^`]+)`", message)
-    return found.group(1) if found else None
+_INDEX_RE = re.compile(r"\[(\d+)\]")
+
+
+def dot_path(path: str) -> str:
+    """A msgspec path (``participants[0].x``) as a dot path (``participants.0.x``)."""
+    return _INDEX_RE.sub(r".\1", path).lstrip(".")
+
+
+def validation_problem(error: str) -> tuple[str, str, str]:
+    """``(message, field, code)`` of a msgspec ``ValidationError`` text.
+
+    ``field`` is a dot path ("body" for the body as a whole); a missing field
+    is named by its own path (``participants.0.participant_id``). ``code`` is
+    one of ``exceptions.VALIDATION_CODES``.
+    """
+    match = _PATH_RE.match(error)
+    message = match.group("message") if match else error
+    path = dot_path((match.group("path") if match else None) or "")
+    missing = re.search(r"missing required field `([^`]+)`", message)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    field = path or "body"
+    code = "invalid_value"
+    if missing:
+        code = "required"
+    elif "unknown field" in message:
+        code = "unrecognized"
+    elif message.startswith("Invalid enum value"):
+        code = "invalid_value"
+    elif ", got `" in message:
+        code = "invalid_type"
+    elif "matching regex" in message or (
+        field.endswith("_id") and message.startswith("Expected `str` of length")
+    ):
+        code = "invalid_format"
+    elif " >= " in message or " > " in message:
+        code = "too_small"
+    elif " <= " in message or " < " in message:
+        code = "too_big"
+    return message, field, code
 
 
 def data_envelope(payload_json: bytes) -> bytes:

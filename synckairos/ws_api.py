@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -97,8 +97,12 @@ class SocketConnection:
         message_limiter: LocalLimiter | None = None,
         max_queue_bytes: int | None = None,
         replay_max_bytes: int | None = None,
+        restore: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.websocket = websocket
+        self.restore = restore
+        """Brings a session Redis lost back from the audit trail (raises
+        ``SessionNotFound`` when it is not there either); None: no audit trail."""
         self.message_limiter = message_limiter
         """Per-connection message rate limit (None: off); beyond it, close 1008."""
         self.session_id = session_id
@@ -389,8 +393,21 @@ class SocketConnection:
             )
 
     async def _reconnect(self, message: ws_messages.ClientMessage) -> None:
+        """Answer a RECONNECT; a session that does not exist gets ``ERROR SESSION_NOT_FOUND``.
+
+        The socket stays open after that ERROR (as on the Node.js server): it
+        keeps following the id and gets the session's first STATE_UPDATE if
+        it is created. With ``last_known_version`` (ext) the answer is the
+        RECONNECT_ACK of version 0 instead (what our clients read as "gone").
+        """
         if message.last_known_version is None:
             await self.repair(0, None, full=True)  # like the Node.js reference
+            if self.last_version == 0 and self.restore is not None:
+                # Not in Redis: restored from the audit trail if it lives there.
+                with contextlib.suppress(SessionNotFound):
+                    await self.restore(self.session_id)
+                    await self.repair(0, None, full=True)
+            self._not_found_if_missing()
             return
         recovered, replayed = await self.repair(
             message.last_known_version, message.epoch, full=False
@@ -398,6 +415,12 @@ class SocketConnection:
         self.send_text(
             ws_messages.reconnect_ack(recovered, replayed, self.last_version, self.epoch)
         )
+
+    def _not_found_if_missing(self) -> None:
+        if self.last_version == 0 and not self._closing:
+            self.send_text(
+                ws_messages.error("SESSION_NOT_FOUND", f"Session {self.session_id} not found")
+            )
 
 
 async def _receive_loop(websocket: WebSocket, connection: SocketConnection, clock: Clock) -> None:
@@ -441,10 +464,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     state: Any = websocket.app.state
     listener: PubSubListener = state.listener
     clock: Clock = state.node.clock
-    session_id = canonical_id(websocket.query_params.get("sessionId", ""))
+    raw_session_id = websocket.query_params.get("sessionId", "")
+    session_id = canonical_id(raw_session_id)
     await websocket.accept()
     if session_id is None:
-        await websocket.close(CLOSE_POLICY, "Invalid sessionId format")
+        # The Node.js server's two reasons: absent (or empty) vs not a UUID.
+        reason = "Invalid sessionId format" if raw_session_id else "Missing sessionId parameter"
+        await websocket.close(CLOSE_POLICY, reason)
         return
     refusal, principal = await _refusal(websocket, session_id)
     if refusal is not None:
@@ -460,6 +486,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         message_limiter=admission.socket_limiter(),
         max_queue_bytes=state.settings.ws_send_queue_bytes,
         replay_max_bytes=state.settings.ws_replay_max_bytes,
+        restore=state.node.load if state.node.archive is not None else None,
     )
     expiry: asyncio.TimerHandle | None = None
     if principal is not None:

@@ -123,7 +123,14 @@ def test_delete_answers_204_then_the_session_is_gone(client: TestClient):
     _create(client, body)
     assert client.delete(f"/v1/sessions/{sid}").status_code == 204
     _error(client.get(f"/v1/sessions/{sid}"), 404, "SESSION_NOT_FOUND")
-    _error(client.delete(f"/v1/sessions/{sid}"), 404, "SESSION_NOT_FOUND")
+    # Idempotent, as on the Node.js server: deleting again (or an id never
+    # created) is a 204 that changes nothing ...
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+    assert client.delete(f"/v1/sessions/{new_id()}").status_code == 204
+    # ... but a precondition names a state, and there is none.
+    _error(
+        client.delete(f"/v1/sessions/{sid}", headers={"If-Match": "1"}), 404, "SESSION_NOT_FOUND"
+    )
 
 
 def test_get_reports_the_current_server_time(client: TestClient, clock: FakeClock):
@@ -165,7 +172,13 @@ def test_a_timer_past_its_deadline_times_out_before_the_next_command(
     _post(client, sid, "start")
     started_at = clock.now
     clock.advance(1_700)
-    _error(_post(client, sid, "switch"), 400, "INVALID_STATE_TRANSITION")
+    # The flag fell first: the switch answers like the Node.js server (200,
+    # expired_participant_id) with the state the timeout left; it does not apply.
+    late = _post(client, sid, "switch")
+    assert late.status_code == 200, late.text
+    answered = late.json()["data"]
+    assert answered["expired_participant_id"] == body["participants"][0]["participant_id"]
+    assert answered["status"] == "expired" and answered["version"] == 3
     state = client.get(f"/v1/sessions/{sid}").json()["data"]
     assert state["status"] == "expired" and state["version"] == 3
     first = state["participants"][0]
@@ -174,6 +187,60 @@ def test_a_timer_past_its_deadline_times_out_before_the_next_command(
     assert state["session_completed_at"] is not None
     assert state["deadline_ms"] is None
     assert started_at + 1_000 <= clock.now
+
+
+def test_a_switch_after_the_flag_fell_honours_only_preconditions_of_the_turn_that_ran_out(
+    client: TestClient, clock: FakeClock
+):
+    body = session_body(budget_ms=1_000)
+    sid = body["session_id"]
+    first, second = (p["participant_id"] for p in body["participants"])
+    _create(client, body)
+    _post(client, sid, "start")  # version 2
+    clock.advance(1_500)
+    # A version older than the turn that ran out, or another participant's
+    # turn: the usual 409 (the timeout is committed by the first of them).
+    _error(_post(client, sid, "switch", json={"expected_version": 1}), 409, "CONFLICT")
+    stale = _post(client, sid, "switch", json={"current_participant_id": second})
+    _error(stale, 409, "CONFLICT")
+    # The turn that ran out, by its version before or after the timeout, or
+    # by its participant: 200 with expired_participant_id, nothing committed.
+    for precondition in (
+        {"expected_version": 2},
+        {"expected_version": 3},
+        {"current_participant_id": first},
+    ):
+        late = _post(client, sid, "switch", json=precondition)
+        assert late.status_code == 200, late.text
+        data = late.json()["data"]
+        assert data["expired_participant_id"] == first and data["version"] == 3
+    assert client.get(f"/v1/sessions/{sid}").json()["data"]["version"] == 3
+
+
+@pytest.mark.parametrize("ending", ["complete", "cancel", "timeout"])
+def test_complete_on_a_finished_session_is_a_no_op_but_keeps_its_preconditions(
+    client: TestClient, clock: FakeClock, ending: str
+):
+    body = session_body(budget_ms=1_000)
+    sid = body["session_id"]
+    _create(client, body)
+    _post(client, sid, "start")
+    if ending == "timeout":
+        clock.advance(1_500)
+        _post(client, sid, "pause")  # commits the overdue timeout first, then refuses
+    else:
+        _post(client, sid, ending)
+    finished = client.get(f"/v1/sessions/{sid}").json()["data"]
+    assert finished["status"] in ("completed", "cancelled", "expired")
+    clock.advance(10)
+    again = _post(client, sid, "complete")
+    assert again.status_code == 200, again.text
+    data = again.json()["data"]
+    assert data["version"] == finished["version"] and data["status"] == finished["status"]
+    assert data["updated_at"] == finished["updated_at"]
+    assert again.headers["etag"] == f'"{finished["version"]}"'
+    wrong = _post(client, sid, "complete", headers={"If-Match": "1"})
+    _error(wrong, 409, "CONFLICT")
 
 
 def test_per_cycle_timeouts_skip_to_the_next_participant(client: TestClient, clock: FakeClock):
@@ -333,8 +400,11 @@ def test_invalid_transitions_answer_400_and_change_nothing(client: TestClient):
     _post(client, sid, "pause")
     _error(_post(client, sid, "switch"), 400, "INVALID_STATE_TRANSITION")
     _post(client, sid, "cancel")
-    for action in ("start", "switch", "pause", "resume", "complete", "cancel"):
+    for action in ("start", "switch", "pause", "resume", "cancel"):
         _error(_post(client, sid, action), 400, "INVALID_STATE_TRANSITION")
+    # complete on a finished session is a no-op 200 (docs/compatibility.md)
+    noop = _post(client, sid, "complete")
+    assert noop.status_code == 200 and noop.json()["data"]["status"] == "cancelled"
     assert client.get(f"/v1/sessions/{sid}").json()["data"]["version"] == 4
 
 

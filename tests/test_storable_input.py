@@ -33,7 +33,7 @@ UNSTORABLE: dict[str, tuple[str, str]] = {
     # name: (raw JSON of metadata, field named in the answer)
     "nul in a value": ('{"name": "Al\\u0000ice"}', "metadata.name"),
     "nul in a key": ('{"na\\u0000me": "Alice"}', "metadata.na\\u0000me"),
-    "nul deep in a list": ('{"a": [1, {"b": ["x", "\\u0000"]}]}', "metadata.a[1].b[1]"),
+    "nul deep in a list": ('{"a": [1, {"b": ["x", "\\u0000"]}]}', "metadata.a.1.b.1"),
     "too deep": (json.dumps(_nested(MAX_METADATA_DEPTH + 1)), "metadata" + ".k" * 32),
 }
 

@@ -113,7 +113,11 @@ def create_session(spec: CreateSession, now: int) -> Transition:
             participant_id=p.participant_id,
             participant_index=p.participant_index if p.participant_index is not None else i,
             total_time_ms=p.total_time_ms,
+            time_used_ms=0,
             time_remaining_ms=p.total_time_ms,
+            cycle_count=0,
+            is_active=False,
+            has_expired=False,
             group_id=p.group_id,
         )
         for i, p in ordered
@@ -161,7 +165,11 @@ def _validate_create(spec: CreateSession) -> None:
     ids = [p.participant_id for p in spec.participants]
     if len(set(ids)) != len(ids):
         problems.append(
-            {"field": "participants", "message": "participant_id values must be unique"}
+            {
+                "field": "participants",
+                "message": "participant_id values must be unique",
+                "code": "duplicate",
+            }
         )
     indexes = [
         p.participant_index if p.participant_index is not None else i
@@ -169,11 +177,19 @@ def _validate_create(spec: CreateSession) -> None:
     ]
     if len(set(indexes)) != len(indexes):
         problems.append(
-            {"field": "participants", "message": "participant_index values must be unique"}
+            {
+                "field": "participants",
+                "message": "participant_index values must be unique",
+                "code": "duplicate",
+            }
         )
     if spec.sync_mode is SyncMode.PER_CYCLE and spec.time_per_cycle_ms is None:
         problems.append(
-            {"field": "time_per_cycle_ms", "message": "required when sync_mode is per_cycle"}
+            {
+                "field": "time_per_cycle_ms",
+                "message": "required when sync_mode is per_cycle",
+                "code": "required",
+            }
         )
     if spec.sync_mode is SyncMode.PER_GROUP:
         budgets: dict[str, int] = {}
@@ -181,27 +197,33 @@ def _validate_create(spec: CreateSession) -> None:
             if p.group_id is None:
                 problems.append(
                     {
-                        "field": f"participants[{i}].group_id",
+                        "field": f"participants.{i}.group_id",
                         "message": "required when sync_mode is per_group",
+                        "code": "required",
                     }
                 )
             elif budgets.setdefault(p.group_id, p.total_time_ms) != p.total_time_ms:
                 problems.append(
                     {
-                        "field": f"participants[{i}].total_time_ms",
+                        "field": f"participants.{i}.total_time_ms",
                         "message": "members of one group must have the same total_time_ms",
+                        "code": "invalid_value",
                     }
                 )
     if spec.metadata is not None and len(msgspec.json.encode(spec.metadata)) > METADATA_MAX_BYTES:
         problems.append(
-            {"field": "metadata", "message": f"must be at most {METADATA_MAX_BYTES} bytes as JSON"}
+            {
+                "field": "metadata",
+                "message": f"must be at most {METADATA_MAX_BYTES} bytes as JSON",
+                "code": "too_big",
+            }
         )
     if spec.metadata is not None:
         problems.extend(storable_problems(spec.metadata))
     named: list[tuple[str, str | None]] = [("session_id", spec.session_id)]
     for i, p in enumerate(spec.participants):
-        named += [(f"participants[{i}].participant_id", p.participant_id)]
-        named += [(f"participants[{i}].group_id", p.group_id)]
+        named += [(f"participants.{i}.participant_id", p.participant_id)]
+        named += [(f"participants.{i}.group_id", p.group_id)]
     problems.extend(id_problems(named))
     if problems:
         raise ValidationFailed("invalid session definition", problems)
@@ -289,7 +311,13 @@ def _switch(state: SessionState, command: Switch, now: int) -> tuple[SessionStat
     ):
         raise ValidationFailed(
             "next_participant_id is not a participant of this session",
-            [{"field": "next_participant_id", "message": "unknown participant"}],
+            [
+                {
+                    "field": "next_participant_id",
+                    "message": "unknown participant",
+                    "code": "invalid_value",
+                }
+            ],
         )
     expired_id: str | None = None
     if _bank_exhausted(state, current):
@@ -473,7 +501,13 @@ def _check_next(state: SessionState, current_id: str, command: Switch) -> None:
     if requested == current_id:
         raise ValidationFailed(
             "next_participant_id may not name the participant whose turn ends",
-            [{"field": "next_participant_id", "message": "is the participant whose turn ends"}],
+            [
+                {
+                    "field": "next_participant_id",
+                    "message": "is the participant whose turn ends",
+                    "code": "invalid_value",
+                }
+            ],
         )
     if command.rotation_only:
         raise Forbidden(

@@ -95,17 +95,23 @@ class Bank(msgspec.Struct, frozen=True):
     """Fischer increments granted to the bank so far."""
 
 
-class Participant(msgspec.Struct, frozen=True):
-    """One participant of a session, in the SyncKairos wire shape."""
+class Participant(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One participant of a session, in the SyncKairos wire shape.
+
+    ``group_id`` is the only field with a default, so the only one omitted
+    when unset (absent, not null, as the Node.js server's response schema
+    wants: ``group_id`` is optional there, not nullable). Every other field is
+    always present, zeros and ``false`` included.
+    """
 
     participant_id: str
     participant_index: int
     total_time_ms: int
-    time_used_ms: int = 0
-    time_remaining_ms: int = 0
-    cycle_count: int = 0
-    is_active: bool = False
-    has_expired: bool = False
+    time_used_ms: int
+    time_remaining_ms: int
+    cycle_count: int
+    is_active: bool
+    has_expired: bool
     group_id: str | None = None
 
 
@@ -119,12 +125,22 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     reason: str | None = None
 
 
-class SessionState(msgspec.Struct, frozen=True):
+class SessionState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A whole session: the SyncKairos ``SyncState`` plus our extensions.
 
     Instants used for arithmetic are integer epoch milliseconds
     (``cycle_started_ms``); the ISO 8601 fields exist for wire compatibility and
     are derived from the same instants by the core.
+
+    Unset optional fields are *absent* from the JSON, not null: the Node.js
+    server's response schema declares ``max_time_ms`` (and ``increment_ms``)
+    optional, not nullable, so a client validating with it rejects a null.
+    Those fields (and our ``metadata``) are the only ones with a default
+    (``omit_defaults``). Fields the schema declares nullable
+    (``active_participant_id``, ``time_per_cycle_ms``, the ISO instants) and
+    ours documented as nullable (``deadline_ms``, ``cycle_started_ms``) have
+    no default: always present, null when unset. States stored before this
+    change (with ``"max_time_ms": null``) decode to the same value.
     """
 
     session_id: str
@@ -139,7 +155,7 @@ class SessionState(msgspec.Struct, frozen=True):
     session_started_at: str | None
     session_completed_at: str | None
     increment_ms: int
-    max_time_ms: int | None
+    max_time_ms: int | None = None
     created_at: str
     updated_at: str
     # Extensions (docs/protocol.md "(ext)").
@@ -149,7 +165,7 @@ class SessionState(msgspec.Struct, frozen=True):
     turn_used_ms: int
     """Time already used in the current turn before ``cycle_started_ms``
     (non-zero after a pause/resume within a turn)."""
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any] | None = None
     action_on_timeout: TimeoutAction
     auto_advance: bool
     recovered: bool

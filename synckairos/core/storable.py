@@ -50,7 +50,7 @@ MAX_METADATA_DEPTH = 32
 
 
 def storable_problems(value: Any, field: str = "metadata") -> list[dict[str, str]]:
-    """``{field, message}`` for each reason PostgreSQL could not store ``value`` as JSONB.
+    """``{field, message, code}`` for each reason PostgreSQL could not store ``value`` as JSONB.
 
     ``value`` is what the JSON decoder produced (dicts with str keys, lists,
     str, int, float, bool, None). Returns ``[]`` when it can be stored and
@@ -64,7 +64,8 @@ def storable_problems(value: Any, field: str = "metadata") -> list[dict[str, str
     def report(kind: str, path: str, message: str) -> None:
         if kind not in seen:
             seen.add(kind)
-            problems.append({"field": path, "message": message})
+            code = "too_big" if kind == "depth" else "invalid_value"
+            problems.append({"field": path, "message": message, "code": code})
 
     stack: list[tuple[Any, str, int]] = [(value, field, 1)]
     while stack:
@@ -82,7 +83,7 @@ def storable_problems(value: Any, field: str = "metadata") -> list[dict[str, str
             if depth > MAX_METADATA_DEPTH:
                 report("depth", path, f"nested deeper than {MAX_METADATA_DEPTH} levels")
                 continue
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+            stack.extend((child, f"{path}.{i}", depth + 1) for i, child in enumerate(item))
         elif isinstance(item, str):
             if "\x00" in item:
                 report("nul", path, "keys and strings must not contain NUL (\\u0000)")
@@ -95,7 +96,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def id_problems(ids: Iterable[tuple[str, str | None]]) -> list[dict[str, str]]:
-    """``{field, message}`` for each ``(field, id)`` PostgreSQL's ``uuid`` type refuses.
+    """``{field, message, code}`` for each ``(field, id)`` PostgreSQL's ``uuid`` type refuses.
 
     The whole string must be a UUID: a regex ``$`` also matches before a
     trailing newline, and ``'<uuid>\n'::uuid`` fails (SQLSTATE 22P02), so
@@ -103,7 +104,11 @@ def id_problems(ids: Iterable[tuple[str, str | None]]) -> list[dict[str, str]]:
     None (an absent optional id) is fine.
     """
     return [
-        {"field": field, "message": "must be a UUID, nothing before or after it"}
+        {
+            "field": field,
+            "message": "must be a UUID, nothing before or after it",
+            "code": "invalid_format",
+        }
         for field, value in ids
         if value is not None and _UUID.fullmatch(value) is None
     ]

@@ -226,7 +226,11 @@ def test_create_rejects_duplicate_participant_ids():
         create_session(spec, T0)
     assert raised.value.code == "VALIDATION_ERROR"
     assert raised.value.details == [
-        {"field": "participants", "message": "participant_id values must be unique"}
+        {
+            "field": "participants",
+            "message": "participant_id values must be unique",
+            "code": "duplicate",
+        }
     ]
 
 
@@ -237,7 +241,11 @@ def test_create_rejects_duplicate_participant_indexes(indexes: list[int | None])
     with pytest.raises(ValidationFailed) as raised:
         create_session(per_participant(len(indexes), indexes=indexes), T0)
     assert raised.value.details == [
-        {"field": "participants", "message": "participant_index values must be unique"}
+        {
+            "field": "participants",
+            "message": "participant_index values must be unique",
+            "code": "duplicate",
+        }
     ]
 
 
@@ -256,7 +264,7 @@ def test_create_rejects_per_group_member_without_group():
     )
     with pytest.raises(ValidationFailed) as raised:
         create_session(spec, T0)
-    assert _fields(raised.value) == ["participants[1].group_id"]
+    assert _fields(raised.value) == ["participants.1.group_id"]
 
 
 def test_create_rejects_unequal_budgets_within_a_group():
@@ -267,7 +275,7 @@ def test_create_rejects_unequal_budgets_within_a_group():
     people[2] = richer
     with pytest.raises(ValidationFailed) as raised:
         create_session(msgspec.structs.replace(spec, participants=people), T0)
-    assert _fields(raised.value) == ["participants[2].total_time_ms"]
+    assert _fields(raised.value) == ["participants.2.total_time_ms"]
 
 
 def test_different_groups_may_have_different_budgets():
@@ -300,8 +308,8 @@ def test_create_reports_every_problem_at_once():
         create_session(spec, T0)
     assert _fields(raised.value) == [
         "participants",
-        "participants[0].group_id",
-        "participants[1].group_id",
+        "participants.0.group_id",
+        "participants.1.group_id",
         "metadata",
     ]
 

@@ -36,7 +36,11 @@ def test_no_mode_lets_a_switch_name_the_participant_whose_turn_ends(mode: SyncMo
         with pytest.raises(ValidationFailed) as refused:
             apply(state, Switch(me, rotation_only=rotation_only), T0 + 1_000)
         assert refused.value.details == [
-            {"field": "next_participant_id", "message": "is the participant whose turn ends"}
+            {
+                "field": "next_participant_id",
+                "message": "is the participant whose turn ends",
+                "code": "invalid_value",
+            }
         ]
     assert state == before
 

@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from synckairos.exceptions import VALIDATION_CODES
 from tests.fuzz.conftest import FuzzServer
 
 #: Hypothesis examples per operation and generation mode (positive, negative).
@@ -145,6 +146,8 @@ class Fuzzer:
         except FailureGroup as group:
             for failure in group.exceptions:
                 self.fail(case, failure.title, f"{response.status_code} {response.text[:300]}")
+        if response.status_code == 400:
+            self.check_details(case, response.text)
         if 400 <= response.status_code < 500:
             after = self.server.versions(watched)
             if after != before:
@@ -157,6 +160,25 @@ class Fuzzer:
                     case,
                     "state changed by a rejected request",
                     f"{response.status_code} {response.text[:300]}; versions {changed}",
+                )
+
+    def check_details(self, case: AnyCase, text: str) -> None:
+        """Details of a VALIDATION_ERROR: ``{field, message, code}``, dot paths."""
+        error = json.loads(text).get("error", {})
+        if error.get("code") != "VALIDATION_ERROR":
+            return
+        details = error.get("details")
+        if not isinstance(details, list) or not details:
+            self.fail(case, "validation error without details", text[:300])
+            return
+        for detail in details:
+            if (
+                set(detail) != {"field", "message", "code"}
+                or "[" in detail["field"]
+                or detail["code"] not in VALIDATION_CODES
+            ):
+                self.fail(
+                    case, "validation detail not {field (dot path), message, code}", text[:300]
                 )
 
     def tweak(self, case: AnyCase, if_match: str) -> None:

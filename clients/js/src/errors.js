@@ -33,7 +33,7 @@ export class SyncKairosError extends Error {
     this.code = code;
     /** HTTP status of the answer; 0 when there was none. */
     this.status = options.status ?? 0;
-    /** The server's `details` (a list of `{field, message}`, conflict versions, ...), or undefined. */
+    /** The server's `details` (a list of `{field, message, code}`, conflict versions, ...), or undefined. */
     this.details = options.details;
     /**
      * How long to wait before retrying, in milliseconds, when the server said:

@@ -63,6 +63,7 @@ export interface Participant {
   cycle_count: number;
   is_active: boolean;
   has_expired: boolean;
+  /** Absent when the participant has no group; older servers sent null. */
   group_id?: Uuid | null;
 }
 
@@ -90,7 +91,8 @@ export interface SyncState {
   session_started_at: string | null;
   session_completed_at: string | null;
   increment_ms: number;
-  max_time_ms: number | null;
+  /** Absent when unset (count_up without a cap); older servers sent null. */
+  max_time_ms?: number | null;
   created_at: string;
   updated_at: string;
   /** (ext) Server clock (epoch ms) when the state was produced. */
@@ -118,8 +120,11 @@ export interface SwitchResult extends SyncState {
 /** Body of `GET /v1/time`. */
 export interface TimeResponse {
   timestamp_ms: number;
+  /** The API version ("2.0.0", as the Node.js server reports it). */
   server_version: string;
   drift_tolerance_ms: number;
+  /** (ext) This server's package version. */
+  server_build?: string;
 }
 
 export interface HealthResponse {
@@ -136,8 +141,12 @@ export interface ReadyResponse {
 
 /** `details` of a 400 VALIDATION_ERROR. */
 export interface FieldError {
+  /** Dot path of the field (`participants.0.total_time_ms`), `body`, or a header name. */
   field: string;
   message: string;
+  /** Short snake-case code: `too_small`, `too_big`, `invalid_type`, `invalid_format`,
+   * `invalid_value`, `required`, `duplicate`, `unrecognized`, `invalid_json`. */
+  code?: string;
 }
 
 /** `details` of a 409 CONFLICT. */

@@ -35,7 +35,7 @@ function state(fields, people) {
     cycle_count: 0,
     is_active: false,
     has_expired: false,
-    group_id: null,
+    // group_id is absent when unset (the server omits it, as the Node.js server does)
     ...p,
   }));
   return {
@@ -51,7 +51,7 @@ function state(fields, people) {
     session_started_at: new Date(T0).toISOString(),
     session_completed_at: null,
     increment_ms: 0,
-    max_time_ms: null,
+    // max_time_ms is absent when unset
     created_at: new Date(T0).toISOString(),
     updated_at: new Date(T0).toISOString(),
     server_time_ms: T0,
@@ -163,6 +163,15 @@ describe('other modes', () => {
     assert.equal(elapsedMs(s, T0 + 500), 7_500);
     assert.equal(msUntilNextChange(s, T0 + 500, 1_000), 500);
     assert.equal(snapshot(s, T0 + 500).participants[0].remainingMs, null);
+  });
+
+  test('count_up without a cap from an older server (max_time_ms: null, group_id: null) reads the same', () => {
+    const s = state(
+      { sync_mode: 'count_up', max_time_ms: null, deadline_ms: null, banks: { session: { budget_ms: 0, remaining_ms: 0, used_ms: 7_000, increments_ms: 0 } } },
+      [{ participant_id: A, is_active: true, time_used_ms: 7_000, time_remaining_ms: 0, group_id: null }],
+    );
+    assert.equal(remainingMs(s, T0 + 500), null);
+    assert.equal(elapsedMs(s, T0 + 500), 7_500);
   });
 
   test('a notify timeout leaves the session running with the timer stopped', () => {

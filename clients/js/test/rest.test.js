@@ -94,6 +94,8 @@ describe('sessions', () => {
     const error = await failure(() => api.getSession(body.session_id));
     assert.equal(error.code, 'SESSION_NOT_FOUND');
     assert.equal(error.status, 404);
+    // Deleting again is idempotent (204), as on the Node.js server.
+    assert.equal(await api.deleteSession(body.session_id), undefined);
   });
 });
 
@@ -104,8 +106,9 @@ describe('errors carry code, status and details', () => {
     assert.equal(error.code, 'VALIDATION_ERROR');
     assert.equal(error.status, 400);
     assert.ok(Array.isArray(error.details));
-    const details = /** @type {Array<{field: string, message: string}>} */ (error.details);
-    assert.ok(details[0].field.includes('total_time_ms'), JSON.stringify(details));
+    const details = /** @type {Array<{field: string, message: string, code: string}>} */ (error.details);
+    assert.equal(details[0].field, 'participants.0.total_time_ms', JSON.stringify(details));
+    assert.equal(details[0].code, 'too_small');
   });
 
   test('a stale expectedVersion is a CONFLICT with both versions, and changes nothing', async () => {
@@ -228,7 +231,8 @@ describe('service endpoints', () => {
     const before = Date.now();
     const time = await api.getTime();
     assert.ok(Math.abs(time.timestamp_ms - before) < 5_000);
-    assert.equal(typeof time.server_version, 'string');
+    assert.equal(time.server_version, '2.0.0'); // the API version, as the Node.js server reports it
+    assert.equal(typeof time.server_build, 'string');
     assert.equal(typeof time.drift_tolerance_ms, 'number');
     assert.deepEqual(await api.health(), { status: 'ok' });
     assert.equal((await api.ready()).status, 'ready');
