@@ -190,6 +190,10 @@ async def _run_fault(
         for i, sid in enumerate(sids)
     ]
     await asyncio.sleep(BEFORE_FAULT_S)
+    # A loaded machine switches slower: wait (bounded) until the load is real.
+    patience = time.monotonic() + 30
+    while len(tally.acked) <= 20 and time.monotonic() < patience:  # noqa: ASYNC110 (polls a count)
+        await asyncio.sleep(0.1)
     before = len(tally.acked)
     await asyncio.to_thread(fault)
     tally.fault_at = time.monotonic()  # the primary is dead / the failover is under way
