@@ -166,3 +166,34 @@ def test_the_timer_modes_doc_has_one_row_per_mode():
     doc = TIMER_MODES_DOC.read_text().split("## Fields")[0]
     rows = re.findall(r"^\| `([a-z_]+)` \|", doc, re.M)
     assert sorted(rows) == sorted(NAMES), "one row per mode, once each"
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "\u2013"  # an en dash, as the doc tables write "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def test_the_timer_modes_doc_shows_the_table_as_it_is():
+    section = TIMER_MODES_DOC.read_text().split("## Adding a mode")[1]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[2:] == NAMES
+    shown: dict[str, list[str]] = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        shown[cells[0].strip("`")] = cells[2:]
+    fields = [
+        "bank",
+        "counts_up",
+        "turn_limit",
+        "increments",
+        "expiry",
+        "default_timeout",
+        "default_auto_advance",
+    ]
+    assert list(shown) == fields
+    for field in fields:
+        assert shown[field] == [_shown(getattr(MODES[n], field)) for n in NAMES], field
