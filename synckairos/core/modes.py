@@ -41,8 +41,10 @@ __all__ = [
 ]
 
 
+# The names of the rows of ``MODES``. The docstring is the OpenAPI description
+# of ``sync_mode`` (msgspec schemas): keep it for API readers.
 class SyncMode(enum.StrEnum):
-    """What the timer of a session means: the names of the rows of ``MODES``."""
+    """What the timer of a session means (see docs/timer-modes.md)."""
 
     PER_PARTICIPANT = "per_participant"
     PER_CYCLE = "per_cycle"
