@@ -1,6 +1,17 @@
 """The timer engine: pure, no I/O, no clock (``now`` is always passed in).
 
-Must import nothing from asyncio, redis or starlette.
+Owns what a session is and every change to it:
+
+* ``model.py``: the session as immutable msgspec Structs (its wire form);
+* ``modes.py``: the timer modes as data, one ``ModePolicy`` row per
+  ``sync_mode`` (the one list of modes);
+* ``commands.py``: the create request and the commands, typed;
+* ``machine.py``: the transition table and ``apply``/``create_session``;
+* ``deadlines.py``: banks, turn limits, charging and deadlines;
+* ``storable.py``/``ids.py``: what PostgreSQL can store, canonical ids.
+
+Must import nothing from asyncio, redis or starlette, nor anything of
+``synckairos`` but ``synckairos.exceptions``.
 """
 
 from synckairos.core.commands import (
@@ -27,8 +38,10 @@ from synckairos.core.model import (
     SyncMode,
     TimeoutAction,
 )
+from synckairos.core.modes import MODES, ModePolicy, policy_of
 
 __all__ = [
+    "MODES",
     "TERMINAL_STATUSES",
     "Bank",
     "Cancel",
@@ -36,6 +49,7 @@ __all__ = [
     "Complete",
     "CreateSession",
     "Event",
+    "ModePolicy",
     "NewParticipant",
     "Participant",
     "Pause",
@@ -53,4 +67,5 @@ __all__ = [
     "create_session",
     "is_overdue",
     "iso_ms",
+    "policy_of",
 ]

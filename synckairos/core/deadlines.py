@@ -1,7 +1,8 @@
 """Per-mode time arithmetic: banks, time left in a turn, deadlines, charging.
 
 Pure functions of a ``SessionState`` and an instant ``now`` (epoch ms). Nothing
-here reads a clock.
+here reads a clock. What differs between modes is looked up in the session's
+row of ``core.modes.MODES``; nothing here branches on a mode's name.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import time
 from msgspec.structs import replace
 
 from synckairos.core.model import (
-    GLOBAL_BANK,
     Bank,
     Participant,
     SessionState,
     Status,
     SyncMode,
 )
+from synckairos.core.modes import MODES, policy_of
 
 __all__ = [
     "BANKLESS_EXPIRY_MODES",
     "bank_key",
+    "bank_unlimited",
     "charge",
     "compute_deadline",
     "iso_ms",
@@ -31,8 +33,11 @@ __all__ = [
 ]
 
 #: Modes whose ``has_expired`` marks "this turn ran out" (cleared at the next
-#: turn) rather than "this participant's own bank is empty" (permanent).
-BANKLESS_EXPIRY_MODES = frozenset({SyncMode.PER_CYCLE, SyncMode.GLOBAL, SyncMode.COUNT_UP})
+#: turn) rather than "this participant's own bank is empty" (permanent):
+#: derived from the table (``ModePolicy.expiry``), which the engine reads.
+BANKLESS_EXPIRY_MODES = frozenset(
+    SyncMode(mode) for mode, policy in MODES.items() if policy.expiry == "turn"
+)
 
 
 def iso_ms(ms: int) -> str:
@@ -41,22 +46,24 @@ def iso_ms(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def bank_key(mode: SyncMode, participant: Participant) -> str | None:
-    """Return the key of the bank ``participant`` draws from, or None (per_cycle)."""
-    if mode is SyncMode.PER_PARTICIPANT:
-        return participant.participant_id
-    if mode is SyncMode.PER_GROUP:
-        return participant.group_id
-    if mode is SyncMode.PER_CYCLE:
-        return None
-    return GLOBAL_BANK
+def bank_key(mode: str, participant: Participant) -> str | None:
+    """Return the key of the bank ``participant`` draws from, or None (no bank: per_cycle)."""
+    return policy_of(mode).bank_key(participant.participant_id, participant.group_id)
+
+
+def bank_unlimited(state: SessionState) -> bool:
+    """True when the session's bank has no limit: it only counts time used.
+
+    That is a counting-up bank without a cap (``count_up`` without ``max_time_ms``).
+    """
+    return policy_of(state.sync_mode).counts_up and state.max_time_ms is None
 
 
 def turn_limit_ms(state: SessionState) -> int | None:
     """Return the per-turn budget, if the mode has one (per_cycle, global)."""
-    if state.sync_mode in (SyncMode.PER_CYCLE, SyncMode.GLOBAL):
-        return state.time_per_cycle_ms
-    return None
+    if policy_of(state.sync_mode).turn_limit == "none":
+        return None
+    return state.time_per_cycle_ms
 
 
 def _turn_left_ms(state: SessionState) -> int | None:
@@ -66,9 +73,7 @@ def _turn_left_ms(state: SessionState) -> int | None:
 
 def _bank_limit_ms(state: SessionState, bank: Bank | None) -> int | None:
     """Time left in ``bank`` as of the cycle start, or None when it has no limit."""
-    if bank is None:
-        return None
-    if state.sync_mode is SyncMode.COUNT_UP and state.max_time_ms is None:
+    if bank is None or bank_unlimited(state):
         return None
     return bank.remaining_ms
 
@@ -139,7 +144,7 @@ def charge(state: SessionState, now: int) -> SessionState:
     if key is not None and charged:
         bank = banks[key]
         remaining = bank.remaining_ms
-        if state.sync_mode is not SyncMode.COUNT_UP or state.max_time_ms is not None:
+        if not bank_unlimited(state):
             remaining -= charged
         banks = {
             **banks,
@@ -165,20 +170,21 @@ def charge(state: SessionState, now: int) -> SessionState:
 def mirror_banks(state: SessionState) -> SessionState:
     """Copy each bank's remaining time onto its members' wire fields.
 
-    per_cycle participants show the turn budget (the active one: what is left
-    of its turn); count_up participants
-    show the time left to the cap (0 without a cap) and keep their budget.
+    Participants of a mode without a bank (per_cycle) show the turn budget (the
+    active one: what is left of its turn); those of a counting-up bank
+    (count_up) show the time left to the cap (0 without a cap) and keep their
+    budget; the others show their bank as both remaining and total.
     """
-    mode = state.sync_mode
+    policy = policy_of(state.sync_mode)
     out: list[Participant] = []
     for p in state.participants:
-        key = bank_key(mode, p)
+        key = policy.bank_key(p.participant_id, p.group_id)
         if key is None:
             remaining = state.time_per_cycle_ms or 0
             if p.participant_id == state.active_participant_id:
                 remaining = max(0, remaining - state.turn_used_ms)
             out.append(replace(p, time_remaining_ms=remaining))
-        elif mode is SyncMode.COUNT_UP:
+        elif policy.counts_up:
             out.append(replace(p, time_remaining_ms=state.banks[key].remaining_ms))
         else:
             remaining = state.banks[key].remaining_ms

@@ -16,12 +16,16 @@ recomputes ``deadline_ms``, so a deadline exists exactly when a timer runs.
 Timeouts are computed *as of the deadline*, not as of the moment they are
 applied: the bank is charged to exactly zero and the next turn (if any) starts
 at the deadline, so firing lag never leaks into anyone's clock.
+
+Modes are data: what differs between two modes (which bank, turn limit,
+increments, what ``has_expired`` means, the defaults at creation) is read from
+the session's row of ``core.modes.MODES``; no handler branches on a mode name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -39,15 +43,14 @@ from synckairos.core.commands import (
     Timeout,
 )
 from synckairos.core.deadlines import (
-    BANKLESS_EXPIRY_MODES,
     bank_key,
+    bank_unlimited,
     charge,
     compute_deadline,
     iso_ms,
     mirror_banks,
 )
 from synckairos.core.model import (
-    GLOBAL_BANK,
     Bank,
     Event,
     Participant,
@@ -57,6 +60,7 @@ from synckairos.core.model import (
     TimeoutAction,
     TimeoutActionType,
 )
+from synckairos.core.modes import MODES, policy_of
 from synckairos.core.storable import id_problems, storable_problems
 from synckairos.exceptions import Forbidden, InvalidTransition, TimeoutNotDue, ValidationFailed
 
@@ -69,13 +73,10 @@ __all__ = [
     "is_overdue",
 ]
 
-#: ``action_on_timeout`` of a session created without one, by mode.
+#: ``action_on_timeout`` of a session created without one, by mode: derived
+#: from the table (``ModePolicy.default_timeout``), which the engine reads.
 DEFAULT_TIMEOUT_ACTIONS: dict[SyncMode, TimeoutActionType] = {
-    SyncMode.PER_PARTICIPANT: "expire_session",
-    SyncMode.PER_GROUP: "expire_session",
-    SyncMode.GLOBAL: "expire_session",
-    SyncMode.PER_CYCLE: "skip_cycle",
-    SyncMode.COUNT_UP: "complete_session",
+    SyncMode(mode): policy.default_timeout for mode, policy in MODES.items()
 }
 
 
@@ -86,7 +87,23 @@ class Transition(msgspec.Struct, frozen=True):
     event: Event
 
 
-Handler = Callable[[SessionState, Any, int], tuple[SessionState, Event]]
+Outcome = tuple[SessionState, Event]
+Handler = Callable[[SessionState, Command, int], Outcome]
+"""A transition handler, as ``TRANSITIONS`` holds it: any command in, checked."""
+
+C = TypeVar("C", Start, Switch, Pause, Resume, Complete, Cancel, Timeout)
+
+
+def _on(command_type: type[C], handler: Callable[[SessionState, C, int], Outcome]) -> Handler:
+    """Return ``handler`` as a ``Handler``: mypy checks that it takes ``command_type``."""
+
+    def handle(state: SessionState, command: Command, now: int) -> Outcome:
+        if not isinstance(command, command_type):  # pragma: no cover - apply() looks up by type
+            raise TypeError(f"{handler.__name__} handles {command_type.__name__}, got {command!r}")
+        return handler(state, command, now)
+
+    handle.__name__ = handler.__name__
+    return handle
 
 
 # ---------------------------------------------------------------- creation
@@ -123,14 +140,13 @@ def create_session(spec: CreateSession, now: int) -> Transition:
         for i, p in ordered
     )
     stamp = iso_ms(now)
-    action = spec.action_on_timeout or TimeoutAction(DEFAULT_TIMEOUT_ACTIONS[spec.sync_mode])
+    policy = policy_of(spec.sync_mode)
+    action = spec.action_on_timeout or TimeoutAction(policy.default_timeout)
     auto_advance = spec.auto_advance
     if auto_advance is None:
         # A turn limit that runs out passes the turn on by default; it never
         # ends the whole session unless the client asks for that.
-        auto_advance = spec.sync_mode is SyncMode.PER_CYCLE or (
-            spec.sync_mode is SyncMode.GLOBAL and spec.time_per_cycle_ms is not None
-        )
+        auto_advance = policy.default_auto_advance and policy.has_turn_limit(spec.time_per_cycle_ms)
     state = SessionState(
         session_id=spec.session_id,
         sync_mode=spec.sync_mode,
@@ -183,22 +199,23 @@ def _validate_create(spec: CreateSession) -> None:
                 "code": "duplicate",
             }
         )
-    if spec.sync_mode is SyncMode.PER_CYCLE and spec.time_per_cycle_ms is None:
+    policy = policy_of(spec.sync_mode)
+    if policy.turn_limit == "required" and spec.time_per_cycle_ms is None:
         problems.append(
             {
                 "field": "time_per_cycle_ms",
-                "message": "required when sync_mode is per_cycle",
+                "message": f"required when sync_mode is {policy.mode}",
                 "code": "required",
             }
         )
-    if spec.sync_mode is SyncMode.PER_GROUP:
+    if policy.bank == "group":
         budgets: dict[str, int] = {}
         for i, p in enumerate(spec.participants):
             if p.group_id is None:
                 problems.append(
                     {
                         "field": f"participants.{i}.group_id",
-                        "message": "required when sync_mode is per_group",
+                        "message": f"required when sync_mode is {policy.mode}",
                         "code": "required",
                     }
                 )
@@ -230,19 +247,20 @@ def _validate_create(spec: CreateSession) -> None:
 
 
 def _initial_banks(spec: CreateSession, participants: tuple[Participant, ...]) -> dict[str, Bank]:
-    mode = spec.sync_mode
-    if mode is SyncMode.PER_CYCLE:
-        return {}
-    if mode is SyncMode.GLOBAL:
-        return {GLOBAL_BANK: Bank(spec.total_time_ms, spec.total_time_ms)}
-    if mode is SyncMode.COUNT_UP:
-        cap = spec.max_time_ms or 0
-        return {GLOBAL_BANK: Bank(cap, cap)}
+    """One bank per bank key, sized by the mode's budget rule (``ModePolicy.counts_up``)."""
+    policy = policy_of(spec.sync_mode)
     banks: dict[str, Bank] = {}
     for p in participants:
-        key = bank_key(mode, p)
-        if key is not None and key not in banks:
-            banks[key] = Bank(p.total_time_ms, p.total_time_ms)
+        key = policy.bank_key(p.participant_id, p.group_id)
+        if key is None or key in banks:
+            continue
+        if policy.counts_up:
+            budget = spec.max_time_ms or 0
+        elif policy.bank == "session":
+            budget = spec.total_time_ms
+        else:
+            budget = p.total_time_ms
+        banks[key] = Bank(budget, budget)
     return banks
 
 
@@ -400,16 +418,24 @@ def _timeout(state: SessionState, _: Timeout, now: int) -> tuple[SessionState, E
     )
 
 
-TRANSITIONS: dict[Status, dict[type, Handler]] = {
-    Status.PENDING: {Start: _start, Complete: _complete, Cancel: _cancel},
-    Status.RUNNING: {
-        Switch: _switch,
-        Pause: _pause,
-        Complete: _complete,
-        Cancel: _cancel,
-        Timeout: _timeout,
+TRANSITIONS: dict[Status, dict[type[Command], Handler]] = {
+    Status.PENDING: {
+        Start: _on(Start, _start),
+        Complete: _on(Complete, _complete),
+        Cancel: _on(Cancel, _cancel),
     },
-    Status.PAUSED: {Resume: _resume, Complete: _complete, Cancel: _cancel},
+    Status.RUNNING: {
+        Switch: _on(Switch, _switch),
+        Pause: _on(Pause, _pause),
+        Complete: _on(Complete, _complete),
+        Cancel: _on(Cancel, _cancel),
+        Timeout: _on(Timeout, _timeout),
+    },
+    Status.PAUSED: {
+        Resume: _on(Resume, _resume),
+        Complete: _on(Complete, _complete),
+        Cancel: _on(Cancel, _cancel),
+    },
     Status.EXPIRED: {},
     Status.COMPLETED: {},
     Status.CANCELLED: {},
@@ -428,9 +454,7 @@ def _require_active(state: SessionState) -> Participant:
 
 def _bank_exhausted(state: SessionState, participant: Participant) -> bool:
     key = bank_key(state.sync_mode, participant)
-    if key is None:
-        return False
-    if state.sync_mode is SyncMode.COUNT_UP and state.max_time_ms is None:
+    if key is None or bank_unlimited(state):
         return False
     return state.banks[key].remaining_ms <= 0
 
@@ -452,10 +476,7 @@ def _mark_expired(state: SessionState, ids: set[str]) -> SessionState:
 
 
 def _grant_increment(state: SessionState, participant: Participant) -> SessionState:
-    if not state.increment_ms or state.sync_mode not in (
-        SyncMode.PER_PARTICIPANT,
-        SyncMode.PER_GROUP,
-    ):
+    if not state.increment_ms or not policy_of(state.sync_mode).increments:
         return state
     key = bank_key(state.sync_mode, participant)
     assert key is not None
@@ -524,7 +545,7 @@ def _pick_next(state: SessionState, current_id: str, requested: str | None) -> s
     ``has_expired`` only marks a turn that ran out, and everyone stays in
     until the shared bank, if any, is empty.
     """
-    keeps_expired = state.sync_mode in BANKLESS_EXPIRY_MODES
+    keeps_expired = policy_of(state.sync_mode).expiry == "turn"
 
     def out_of_time(p: Participant) -> bool:
         # A shared bank (global, capped count_up) that is empty leaves nobody
@@ -548,7 +569,7 @@ def _pick_next(state: SessionState, current_id: str, requested: str | None) -> s
 
 
 def _activate(state: SessionState, participant_id: str, at: int) -> SessionState:
-    keeps_expired = state.sync_mode in BANKLESS_EXPIRY_MODES
+    keeps_expired = policy_of(state.sync_mode).expiry == "turn"
     participants = tuple(
         replace(p, is_active=True, has_expired=False if keeps_expired else p.has_expired)
         if p.participant_id == participant_id

@@ -14,6 +14,9 @@ while one of its members is active:
   (``None``: no cap), counting time used rather than time left;
 * ``per_cycle``: no bank; every turn has the budget ``time_per_cycle_ms``.
 
+(``core/modes.py`` holds these per-mode rules as one table; ``SyncMode``,
+``GLOBAL_BANK`` and ``TimeoutActionType`` are defined there and re-exported.)
+
 Each bank keeps ``used + remaining == budget + increments`` (time is conserved).
 A participant's ``time_remaining_ms`` (and ``total_time_ms``, as in the Node.js
 SyncKairos, where it is the bank's current size) mirror its bank as of the last
@@ -24,9 +27,11 @@ committed change; clients compute the live value from ``deadline_ms`` or
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
+
+from synckairos.core.modes import GLOBAL_BANK, SyncMode, TimeoutActionType
 
 __all__ = [
     "GLOBAL_BANK",
@@ -42,16 +47,6 @@ __all__ = [
 ]
 
 
-class SyncMode(enum.StrEnum):
-    """What the timer of a session means (see docs/timer-modes.md)."""
-
-    PER_PARTICIPANT = "per_participant"
-    PER_CYCLE = "per_cycle"
-    PER_GROUP = "per_group"
-    GLOBAL = "global"
-    COUNT_UP = "count_up"
-
-
 class Status(enum.StrEnum):
     """Lifecycle status of a session."""
 
@@ -65,11 +60,6 @@ class Status(enum.StrEnum):
 
 #: Statuses from which no transition leads anywhere.
 TERMINAL_STATUSES = frozenset({Status.EXPIRED, Status.COMPLETED, Status.CANCELLED})
-
-#: Key of the single bank of ``global`` and ``count_up`` sessions.
-GLOBAL_BANK = "session"
-
-TimeoutActionType = Literal["expire_session", "skip_cycle", "complete_session", "notify"]
 
 
 class TimeoutAction(msgspec.Struct, frozen=True, omit_defaults=True):
