@@ -372,6 +372,24 @@ def test_forgotten_changes_end_in_a_full_sync():
     assert f.position == Position(9, "A")
 
 
+def test_changes_forgotten_after_a_repairs_read_wait_for_the_next_change():
+    """A known limitation, kept as it was: the repair's state predates them.
+
+    The repair still sends the state it read; the forgotten changes are
+    caught up by the repair the next change's gap starts (or a pub/sub
+    re-subscription's), not at once.
+    """
+    f = live(4, max_pending=1)
+    f.receive(Arrived(6))  # GAP: 5 is missing
+    request = f.begin_repair()
+    read = history(5, changes=[5])  # the store read, at version 5
+    f.receive(Arrived(7))  # arrive after the read: over the bound, forgotten
+    assert f.position == Position(FORGOTTEN, "A") and f.pending == []
+    assert f.complete_repair(request, read) == Replay(5, "A", [entry(5)])
+    assert f.end_repair() == [] and not f.buffering and f.position == Position(5, "A")
+    assert f.receive(Arrived(8)) is Verdict.GAP  # 6 and 7 are caught up from here
+
+
 def test_forget_pending_drops_the_held_changes_only():
     f: VersionFilter[Arrived] = VersionFilter(max_pending=10)
     f.receive(Arrived(1))
@@ -581,7 +599,9 @@ class World:
     delivered: list[int] = field(default_factory=list)
     sent: list[tuple[str, int]] = field(default_factory=list)
     request: RepairRequest | None = None
+    slice: HistorySlice | None = None
     repair_due: bool = True  # the first sync
+    lost_after_read: bool = False
 
     def __post_init__(self) -> None:
         self.filter: VersionFilter[Arrived] = VersionFilter(max_pending=self.max_pending)
@@ -601,7 +621,12 @@ class World:
 
     def deliver(self, version: int) -> None:
         self.delivered.append(version)
-        self.act(Arrived(version), self.filter.receive(Arrived(version)))
+        verdict = self.filter.receive(Arrived(version))
+        if verdict is Verdict.HELD and not self.filter.pending and self.slice is not None:
+            # Forgotten after the repair's read: see
+            # test_changes_forgotten_after_a_repairs_read_wait_for_the_next_change.
+            self.lost_after_read = True
+        self.act(Arrived(version), verdict)
 
     def begin(self) -> None:
         if self.request is None and self.repair_due:
@@ -610,11 +635,17 @@ class World:
             since = 0 if first else None
             self.request = self.filter.begin_repair(since, None, full=first)
 
+    def read_store(self) -> None:
+        if self.request is not None and self.slice is None:
+            self.slice = self.read(self.request)
+
     def finish(self) -> None:
         if self.request is None:
             return
-        plan = self.filter.complete_repair(self.request, self.read(self.request), self.budget)
-        self.request = None
+        self.read_store()
+        assert self.slice is not None
+        plan = self.filter.complete_repair(self.request, self.slice, self.budget)
+        self.request = self.slice = None
         if isinstance(plan, Replay):
             self.sent += [("update", version) for version, _ in plan.changes]
         elif isinstance(plan, FullSync):
@@ -624,7 +655,9 @@ class World:
 
 
 STEPS = st.lists(
-    st.sampled_from(["commit", "commit", "commit", "lose", "duplicate", "begin", "finish"]),
+    st.sampled_from(
+        ["commit", "commit", "commit", "lose", "duplicate", "swap", "begin", "read", "finish"]
+    ),
     max_size=60,
 )
 
@@ -650,10 +683,19 @@ def test_whatever_arrives_the_subscriber_sees_every_version_once_in_order(
                 world.repair_due = True
         elif step == "duplicate" and world.delivered:
             world.deliver(world.delivered[-1])
+        elif step == "swap":  # two commits arrive in reverse order
+            world.committed += 2
+            world.deliver(world.committed)
+            world.deliver(world.committed - 1)
+        elif step == "read":
+            world.read_store()
         elif step == "begin":
             world.begin()
         elif step == "finish":
             world.finish()
+    if world.lost_after_read:
+        world.filter.request_repair()  # what the next change or a re-subscription does
+        world.repair_due = True
     # Let every due repair run to the end.
     for _ in range(10):
         world.begin()
