@@ -9,18 +9,17 @@ queue is bounded in messages (``max_queue``) and in characters of JSON text
 consumer: its queue is dropped and it is closed with 1013; other sockets are
 unaffected.
 
-Ordering and gaps: the connection tracks ``last_version`` and ``epoch`` of
-what it has sent. A change with the next version is sent; an older or equal
-one is dropped (a duplicate); a newer one, or one from another epoch, starts a
-*repair*: while repairing, offers are buffered; the repair reads the state and
-the history after ``last_version`` in one MULTI, sends the missed versions in
-order (or a STATE_SYNC when the history no longer has them, the epoch
-changed, or they would weigh more than ``replay_max_bytes``: the history is
-then not even read), then flushes the buffer through the same version filter. The same
-repair serves the initial sync, RECONNECT, and the catch-up after a pub/sub
-reconnect. Because the channel is confirmed subscribed before the first repair
-reads Redis, a change committed while a socket connects or resumes is neither
-lost nor sent twice.
+Ordering and gaps are decided by ``synckairos.resume`` (Sans-I/O, no I/O): a
+``VersionFilter`` per connection judges each offered change (send, drop as a
+duplicate, hold during a repair, or start a repair) and ``plan_repair``
+decides what a repair sends (the missed changes, or a STATE_SYNC). This module
+only carries those decisions out: it reads the store when a repair is due
+(one background task at a time, plus RECONNECT and the initial sync, never
+two at once), queues the messages, and closes. The same repair serves the
+initial sync, RECONNECT, and the catch-up after a pub/sub reconnect. Because
+the channel is confirmed subscribed before the first repair reads Redis, a
+change committed while a socket connects or resumes is neither lost nor sent
+twice.
 
 Tokens: a socket opened with a token is closed with ``CLOSE_TOKEN_EXPIRED``
 (4401) when the token's ``exp`` passes (a timer per socket, set at accept), and
@@ -50,6 +49,7 @@ from synckairos.fanout import PubSubListener, SubscribeTimeout
 from synckairos.hub import Hub
 from synckairos.node import Clock
 from synckairos.ratelimit import LocalLimiter
+from synckairos.resume import FullSync, Plan, Refused, Replay, Verdict, VersionFilter
 from synckairos.store import Store
 from synckairos.wire import canonical_id
 from synckairos.ws_messages import Delivery
@@ -64,8 +64,6 @@ CLOSE_POLICY = 1008
 #: The socket's token expired: get a new token, then reconnect with it.
 CLOSE_TOKEN_EXPIRED = 4401
 
-#: The largest version a client can meaningfully name (a JavaScript-safe integer).
-_MAX_VERSION = 2**53 - 1
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
@@ -84,7 +82,12 @@ _Item = tuple[str, int] | Callable[[], str] | _Close
 
 
 class SocketConnection:
-    """One subscriber socket of a session (the hub's ``Subscriber``)."""
+    """One subscriber socket of a session (the hub's ``Subscriber``).
+
+    The I/O half of ``resume.VersionFilter``: it owns the send queue, the
+    sender and repair tasks and the store reads; every gap, epoch and replay
+    decision is the filter's.
+    """
 
     def __init__(
         self,
@@ -114,26 +117,48 @@ class SocketConnection:
         """Characters of text the queue may hold (None: bounded by count only)."""
         self.replay_max_bytes = replay_max_bytes
         """Largest replay of missed changes; beyond it a STATE_SYNC (None: no bound)."""
+        self.filter: VersionFilter[Delivery] = VersionFilter(
+            max_pending=4 * max_queue, max_pending_bytes=max_queue_bytes
+        )
+        """The Sans-I/O version filter: position, held changes, repair decisions.
+        It holds changes from birth: nothing is sent ahead of the first sync."""
         self._queued_bytes = 0
-        self._pending_bytes = 0
-        self.last_version = 0
-        """Highest version sent to the client (0: nothing yet)."""
-        self.epoch = ""
-        """History epoch of what was sent ("" until known)."""
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
-        # Buffer from birth: changes that arrive before the first sync are
-        # held, then filtered by version, never sent ahead of the STATE_SYNC.
-        self._buffering = True
-        self._pending: list[Delivery] = []
         self._repair_lock = asyncio.Lock()
         self._repair_task: asyncio.Task[None] | None = None
-        self._full_repair = False
-        self.token_epoch: str | None = None
-        """The incarnation the socket's token names (``ep``); None: any."""
         self.closed = asyncio.Event()
         """Set once the sender has finished (close sent, or socket gone)."""
+
+    @property
+    def last_version(self) -> int:
+        """Highest version sent to the client (0: nothing yet)."""
+        return self.filter.version
+
+    @property
+    def epoch(self) -> str:
+        """History epoch of what was sent ("" until known)."""
+        return self.filter.epoch
+
+    @property
+    def token_epoch(self) -> str | None:
+        """The incarnation the socket's token names (``ep``); None: any."""
+        return self.filter.token_epoch
+
+    @token_epoch.setter
+    def token_epoch(self, epoch: str | None) -> None:
+        self.filter.token_epoch = epoch
+
+    @property
+    def _buffering(self) -> bool:
+        """``filter.buffering`` (kept for the tests that read it here)."""
+        return self.filter.buffering
+
+    @property
+    def _pending(self) -> list[Delivery]:
+        """``filter.pending`` (kept for the tests that read it here)."""
+        return self.filter.pending
 
     # ------------------------------------------------------------ sending
 
@@ -165,8 +190,7 @@ class SocketConnection:
         if drop_queue:
             self._queue.clear()
             self._queued_bytes = 0
-            self._pending.clear()
-            self._pending_bytes = 0
+            self.filter.forget_pending()
         self._queue.append(_Close(code, reason))
         self._closing = True
         self._wakeup.set()
@@ -209,47 +233,24 @@ class SocketConnection:
         """Called by the hub for each published change of the session."""
         if self._closing:
             return
-        if self._buffering:
-            self._hold(delivery)
-            return
-        self._accept(delivery)
+        self._act(delivery, self.filter.receive(delivery))
 
-    def _refuse_epoch(self, epoch: str) -> bool:
-        """Close (1008) when ``epoch`` is another incarnation than the token's."""
-        if self.token_epoch is None or not epoch or epoch == self.token_epoch:
-            return False
-        self.close(CLOSE_POLICY, "the token is for an earlier incarnation of this session")
-        return True
-
-    def _accept(self, delivery: Delivery) -> None:
-        if not delivery.deleted and self._refuse_epoch(delivery.epoch):
-            return
-        if delivery.deleted:
+    def _act(self, delivery: Delivery, verdict: Verdict) -> None:
+        """Carry out the filter's verdict on ``delivery``."""
+        if verdict is Verdict.SEND:
+            self._enqueue((delivery.text, delivery.ts))
+        elif verdict is Verdict.DELETED:
             self.send_text(delivery.text)
             self.close(CLOSE_NORMAL, "session deleted")
-            return
-        if delivery.version <= self.last_version and delivery.epoch == self.epoch:
-            return  # already sent
-        same_epoch = delivery.epoch == self.epoch or (self.epoch == "" and self.last_version == 0)
-        if same_epoch and delivery.version == self.last_version + 1:
-            self.epoch = delivery.epoch
-            self.last_version = delivery.version
-            self._enqueue((delivery.text, delivery.ts))
-            return
-        self._hold(delivery)
-        self.resync()
+        elif verdict is Verdict.REFUSED:
+            self._refuse()
+        elif verdict is Verdict.GAP:
+            self._start_repair()
+        # DUPLICATE: dropped; HELD: the repair under way flushes it.
 
-    def _hold(self, delivery: Delivery) -> None:
-        """Buffer ``delivery`` until the repair under way ends (bounded)."""
-        self._pending.append(delivery)
-        self._pending_bytes += len(delivery.text)
-        if len(self._pending) > 4 * self.max_queue or (
-            self.max_queue_bytes is not None and self._pending_bytes > self.max_queue_bytes
-        ):
-            # Far behind: forget the buffer, the repair will STATE_SYNC.
-            self._pending.clear()
-            self._pending_bytes = 0
-            self.last_version = -1
+    def _refuse(self) -> None:
+        """Close (1008): the session is another incarnation than the token's."""
+        self.close(CLOSE_POLICY, "the token is for an earlier incarnation of this session")
 
     def resync(self, *, full: bool = False) -> None:
         """Catch up from the history in the background (gap, epoch change, pub/sub loss).
@@ -260,21 +261,25 @@ class SocketConnection:
         """
         if self._closing:
             return
-        self._buffering = True
-        self._full_repair = self._full_repair or full
+        self.filter.request_repair(full=full)
+        self._start_repair()
+
+    def _start_repair(self) -> None:
+        """Run a background repair unless one is running (or the socket is closing)."""
+        if self._closing:
+            return
         if self._repair_task is None or self._repair_task.done():
             self._repair_task = asyncio.create_task(self._background_repair())
 
     async def _background_repair(self) -> None:
         try:
-            full, self._full_repair = self._full_repair, False
-            await self.repair(None, None, full=full)
+            await self.repair(None, None, full=self.filter.take_full_request())
         except Exception as exc:
             logger.warning("repair of a %s socket failed (%s); closing it", self.session_id, exc)
             self.close(CLOSE_TRY_AGAIN, "state store unavailable")
 
-    async def repair(self, since: int | None, epoch: str | None, *, full: bool) -> tuple[bool, int]:
-        """Send what the client misses after ``since``; returns (recovered, replayed).
+    async def repair(self, since: int | None, epoch: str | None, *, full: bool) -> Plan:
+        """Send what the client misses after ``since``; returns what was decided.
 
         Args:
             since: the client's last version; None: what this connection last
@@ -282,83 +287,49 @@ class SocketConnection:
             epoch: the client's epoch (None: not checked).
             full: send a STATE_SYNC whatever the history holds.
 
-        ``recovered`` is True when the missed versions were replayed from the
-        history (or none were missed); False when a STATE_SYNC was sent
-        instead (or the session does not exist).
+        The plan's ``recovered`` is True when the missed versions were replayed
+        from the history (or none were missed); False when a STATE_SYNC was
+        sent instead (or the session does not exist).
         """
         async with self._repair_lock:
-            self._buffering = True
-            if since is None:
-                since, epoch = self.last_version, self.epoch
-                full = full or since <= 0
+            request = self.filter.begin_repair(since, epoch, full=full)
             try:
-                return await self._repair(since, epoch, full)
-            finally:
-                self._buffering = False
-                pending = sorted(self._pending, key=lambda d: d.version)
-                self._pending = []
-                self._pending_bytes = 0
-                for delivery in pending:
-                    if not self._buffering:
-                        self._accept(delivery)
-                    else:
-                        self._hold(delivery)
-
-    async def _repair(self, since: int, epoch: str | None, full: bool) -> tuple[bool, int]:
-        # A client may claim any version; beyond every real one (and beyond the
-        # stream ids Redis accepts) it simply gets a STATE_SYNC.
-        history = await self.store.read_since(
-            self.session_id,
-            0 if full else min(max(since, 0), _MAX_VERSION),
-            self.replay_max_bytes,
-        )
-        now = self.clock()
-        if not history.state_json:
-            self.last_version, self.epoch = 0, ""
-            return False, 0
-        if self._refuse_epoch(history.epoch):
-            return False, 0
-        changes = history.changes
-        epoch_ok = epoch is None or epoch == "" or epoch == history.epoch
-        replayable = (
-            not full
-            and epoch_ok
-            and 0 < since <= history.version
-            and (
-                since == history.version
-                or (
-                    bool(changes)
-                    and changes[0][0] == since + 1
-                    and changes[-1][0] == history.version
+                history = await self.store.read_since(
+                    self.session_id, request.read_from, self.replay_max_bytes
                 )
-            )
-        )
-        if replayable:
-            for version, change in changes:
+                plan = self.filter.complete_repair(request, history, self.replay_max_bytes)
+                self._send_plan(plan, self.clock())
+                return plan
+            finally:
+                for delivery, verdict in self.filter.end_repair():
+                    self._act(delivery, verdict)
+
+    def _send_plan(self, plan: Plan, now: int) -> None:
+        """Queue what a repair decided to send."""
+        if isinstance(plan, Replay):
+            for _, change in plan.changes:
                 self._enqueue(
                     (
                         ws_messages.state_update_from_history(
-                            self.session_id, history.epoch, change, now
+                            self.session_id, plan.epoch, change, now
                         ),
                         0,
                     )
                 )
-                self.last_version = version
-            self.epoch = history.epoch
-            self.last_version = history.version
             metrics.WS_RESYNCS.labels("replay").inc()
-            return True, len(changes)
-        self._enqueue(
-            (
-                ws_messages.state_sync(
-                    self.session_id, now, history.version, history.epoch, history.state_json
-                ),
-                0,
+        elif isinstance(plan, FullSync):
+            self._enqueue(
+                (
+                    ws_messages.state_sync(
+                        self.session_id, now, plan.version, plan.epoch, plan.state_json
+                    ),
+                    0,
+                )
             )
-        )
-        self.last_version, self.epoch = history.version, history.epoch
-        metrics.WS_RESYNCS.labels("full").inc()
-        return False, 0
+            metrics.WS_RESYNCS.labels("full").inc()
+        elif isinstance(plan, Refused):
+            self._refuse()
+        # Missing: nothing to send; the socket waits for the session's creation.
 
     # ------------------------------------------------------------ receiving
 
@@ -402,22 +373,21 @@ class SocketConnection:
         """
         if message.last_known_version is None:
             await self.repair(0, None, full=True)  # like the Node.js reference
-            if self.last_version == 0 and self.restore is not None:
+            if self.filter.missing and self.restore is not None:
                 # Not in Redis: restored from the audit trail if it lives there.
                 with contextlib.suppress(SessionNotFound):
                     await self.restore(self.session_id)
                     await self.repair(0, None, full=True)
             self._not_found_if_missing()
             return
-        recovered, replayed = await self.repair(
-            message.last_known_version, message.epoch, full=False
-        )
+        plan = await self.repair(message.last_known_version, message.epoch, full=False)
+        ack = self.filter.ack(plan)
         self.send_text(
-            ws_messages.reconnect_ack(recovered, replayed, self.last_version, self.epoch)
+            ws_messages.reconnect_ack(ack.recovered, ack.replayed, ack.version, ack.epoch)
         )
 
     def _not_found_if_missing(self) -> None:
-        if self.last_version == 0 and not self._closing:
+        if self.filter.missing and not self._closing:
             self.send_text(
                 ws_messages.error("SESSION_NOT_FOUND", f"Session {self.session_id} not found")
             )
