@@ -76,7 +76,7 @@ class MemoryStore:
         history_max_bytes: int | None = None,
         max_live_sessions: int = 0,
         clock: Callable[[], float] = _wall_clock_ms,
-        publish: Callable[[str, bytes], None] | None = None,
+        publish: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self.history_maxlen = history_maxlen
         self.history_max_bytes = history_max_bytes

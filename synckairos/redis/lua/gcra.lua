@@ -1,6 +1,6 @@
 -- gcra.lua: the one GCRA (generic cell rate algorithm), spliced into every
--- script that rate limits (rate_limit.lua, session_commit.lua) where they say
--- "--#include gcra.lua". Not a script of its own.
+-- script that rate limits (rate_limit.lua, session_commit.lua) at their include
+-- line (see synckairos/redis/scripts.py). Not a script of its own.
 --
 -- gcra(key, limit, period): one hit on the limiter at KEYS `key`, which holds
 -- the "theoretical arrival time" (TAT, ms). A limit of `limit` per `period` ms
