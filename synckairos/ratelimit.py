@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 
 from synckairos.config import Rate, parse_rate
 
-__all__ = ["LocalLimiter", "Rate", "RateLimiter", "Verdict", "parse_rate"]
+__all__ = [
+    "LocalLimiter",
+    "MemoryRateLimiter",
+    "Rate",
+    "RateLimiter",
+    "Verdict",
+    "gcra",
+    "parse_rate",
+]
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -57,6 +66,42 @@ class RateLimiter(Protocol):
         Never raises: when the limiter cannot be reached, the hit is let through.
         """
         ...
+
+
+def gcra(tat: float, now: float, rate: Rate) -> tuple[Verdict, float | None]:
+    """One hit at ``now`` on a limiter at ``tat`` (ms): the rule of ``redis/lua/gcra.lua``.
+
+    Returns:
+        The verdict, and the new TAT to store (None: denied, store nothing).
+    """
+    interval = rate.period_ms / rate.limit
+    tat = max(tat, now)
+    new_tat = tat + interval
+    allow_at = new_tat - rate.period_ms
+    if now < allow_at:
+        return Verdict(False, rate.limit, 0, math.ceil(allow_at - now), math.ceil(tat - now)), None
+    remaining = math.floor((rate.period_ms - (new_tat - now)) / interval)
+    return Verdict(True, rate.limit, remaining, 0, math.ceil(new_tat - now)), new_tat
+
+
+class MemoryRateLimiter:
+    """The ``RateLimiter`` contract in one process's memory (a test double).
+
+    Same rule and verdicts as ``RedisRateLimiter``; ``clock`` (epoch ms)
+    stands for Redis's ``TIME``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = lambda: time.time() * 1000) -> None:
+        self.clock = clock
+        self._tats: dict[tuple[str, str], float] = {}
+
+    async def hit(self, bucket: str, identity: str, rate: Rate) -> Verdict:
+        """Record one hit of ``identity`` on ``bucket``; a denied hit records nothing."""
+        now = float(int(self.clock()))
+        verdict, new_tat = gcra(self._tats.get((bucket, identity), 0.0), now, rate)
+        if new_tat is not None:
+            self._tats[(bucket, identity)] = new_tat
+        return verdict
 
 
 class LocalLimiter:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from synckairos.config import Rate
 from synckairos.exceptions import (
     Conflict,
     RateLimited,
@@ -28,7 +29,7 @@ from synckairos.exceptions import (
     SessionLimitReached,
     SessionNotFound,
 )
-from synckairos.ratelimit import Verdict
+from synckairos.ratelimit import Verdict, gcra
 from synckairos.store import (
     Change,
     CommitResult,
@@ -118,18 +119,14 @@ class MemoryStore:
         if self.publish is not None:
             self.publish(session_id, payload)
 
-    def _hit(self, session_id: str, limit: int, period_ms: int) -> tuple[int, int] | None:
-        """The GCRA of ``lua/gcra.lua``; None when allowed, else (retry_after, reset) ms."""
+    def _hit(self, session_id: str, rate: Rate) -> Verdict:
+        """One hit on the session's limiter (``ratelimit.gcra``, the rule of ``gcra.lua``)."""
         now = float(int(self.clock()))
         tat, expires = self._limiters.get(session_id, (0.0, 0.0))
-        if expires <= now:
-            tat = 0.0
-        tat = max(tat, now)
-        new_tat = tat + period_ms / limit
-        if now < new_tat - period_ms:
-            return math.ceil(new_tat - period_ms - now), math.ceil(tat - now)
-        self._limiters[session_id] = (new_tat, now + math.ceil(new_tat - now))
-        return None
+        verdict, new_tat = gcra(tat if expires > now else 0.0, now, rate)
+        if new_tat is not None:
+            self._limiters[session_id] = (new_tat, now + math.ceil(new_tat - now))
+        return verdict
 
     def history_length(self, change_bytes: int) -> int:
         """Entries the history keeps after a commit of ``change_bytes`` bytes (as Redis)."""
@@ -181,9 +178,8 @@ class MemoryStore:
                 )
         rate = change.rate
         if rate is not None:
-            denied = self._hit(session_id, rate.limit, rate.period_ms)
-            if denied is not None:
-                verdict = Verdict(False, rate.limit, 0, *denied)
+            verdict = self._hit(session_id, rate)
+            if not verdict.allowed:
                 raise RateLimited(
                     f"rate limit of {rate.limit} commands per {rate.period_ms / 1000:g} s "
                     "on this session exceeded",
