@@ -30,14 +30,14 @@ from synckairos.audit.durable import DurableWriter
 from synckairos.auth import AuthPolicy
 from synckairos.config import Settings, load_settings
 from synckairos.cors import CorsMiddleware, CorsPolicy
-from synckairos.fanout import PubSubListener
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
 from synckairos.openapi import build_openapi
-from synckairos.ratelimit import RateLimiter
-from synckairos.redis_client import PrimaryWatcher, describe_redis, pubsub_client
+from synckairos.redis.connection import PrimaryWatcher, describe_redis, pubsub_client
+from synckairos.redis.pubsub import RedisPubSub
+from synckairos.redis.ratelimit import RedisRateLimiter
+from synckairos.redis.store import RedisStore
 from synckairos.scheduler import DeadlineScheduler
-from synckairos.store.redis import RedisStore
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
 
 __all__ = ["create_app"]
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
         store = RedisStore.from_settings(settings)
         pubsub_redis = pubsub_client(settings)
         hub = Hub()
-        listener = PubSubListener(
+        listener = RedisPubSub(
             pubsub_redis,
             hub,
             clock,
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
                 settings.api_keys, settings.token_secret, settings.token_max_ttl_s
             ),
             Limits.from_settings(settings),
-            RateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
+            RedisRateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
         )
         node = Node(
             store,

@@ -42,8 +42,8 @@ from synckairos.embedded import (
 )
 from synckairos.logs import configure_logging
 from synckairos.node import Node
+from synckairos.redis.store import RedisStore
 from synckairos.slow_clients import HeaderTimeoutProtocol
-from synckairos.store.redis import RedisStore
 
 __all__ = ["dev_defaults", "main"]
 
@@ -260,9 +260,10 @@ def _audit(args: argparse.Namespace) -> int:
     """
     import asyncpg
 
-    from synckairos.audit.pipeline import AuditWriter, build_broker
+    from synckairos.audit.pipeline import AuditWriter
     from synckairos.audit.requeue import ReplayReport, replay_dead_letters
-    from synckairos.redis_client import sync_client
+    from synckairos.redis.broker import build_broker
+    from synckairos.redis.connection import sync_client
 
     settings = _settings(args)
     if not settings.database_url:

@@ -4,7 +4,7 @@ The hub knows nothing of Redis or of sockets: a subscriber is anything with
 ``session_id``, ``offer(delivery)`` and ``resync()``. ``broadcast`` is
 synchronous and never raises: each subscriber queues the message itself, and a
 slow one is closed by its own bounded queue, never delaying the others. Most
-callers want ``PubSubListener``, which feeds the hubs of every node.
+callers want the pub/sub (``synckairos.pubsub.PubSub``), which feeds the hubs of every node.
 """
 
 from __future__ import annotations

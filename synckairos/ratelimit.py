@@ -1,11 +1,12 @@
-"""Rate limits: GCRA limiters in Redis (shared by every node) and in memory (per socket).
+"""Rate limits: the limiter contract, its verdict, and the in-memory GCRA (per socket).
 
 The algorithm is GCRA (generic cell rate algorithm): a limit of ``n`` per
-``period`` admits a burst of ``n``, then one hit every ``period / n``. One Lua
-call per hit (``store/lua/rate_limit.lua``) checks and records it atomically
-against Redis's clock; a denied hit records nothing. The per-connection
-limiter of WebSocket messages runs in memory with the same rule: a socket
-lives on one node.
+``period`` admits a burst of ``n``, then one hit every ``period / n``. The
+shared limiters (every node counts against them) are ``RedisRateLimiter`` in
+``synckairos.redis.ratelimit``: one Lua call per hit, against Redis's clock;
+a denied hit records nothing. The per-connection limiter of WebSocket
+messages runs in memory with the same rule (``LocalLimiter``): a socket lives
+on one node.
 
 A limit is written ``"<n>/<unit>"`` with unit ``s``, ``min`` or ``h``
 (``SYNCKAIROS_RATE_LIMIT_*`` settings). When Redis cannot be reached the
@@ -15,24 +16,24 @@ retries on its own, and a limiter must never be why a healthy request fails.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 
-from synckairos import metrics
 from synckairos.config import Rate, parse_rate
 
-__all__ = ["LocalLimiter", "Rate", "RateLimiter", "Verdict", "parse_rate"]
-
-logger = logging.getLogger(__name__)
-
-_SCRIPT = (Path(__file__).parent / "store" / "lua" / "rate_limit.lua").read_text()
+__all__ = [
+    "LocalLimiter",
+    "MemoryRateLimiter",
+    "Rate",
+    "RateLimiter",
+    "Verdict",
+    "gcra",
+    "parse_rate",
+]
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -56,27 +57,51 @@ class Verdict(msgspec.Struct, frozen=True):
         return headers
 
 
-class RateLimiter:
-    """Limiters shared by all nodes, in Redis under ``<prefix>:rl:``."""
+class RateLimiter(Protocol):
+    """Limiters shared by every node (``synckairos.redis.ratelimit.RedisRateLimiter``)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "sk") -> None:
-        self.client = client
-        self.prefix = prefix
-        self._script = client.register_script(_SCRIPT)
+    async def hit(self, bucket: str, identity: str, rate: Rate) -> Verdict:
+        """Record one hit of ``identity`` on ``bucket``; a denied hit records nothing.
+
+        Never raises: when the limiter cannot be reached, the hit is let through.
+        """
+        ...
+
+
+def gcra(tat: float, now: float, rate: Rate) -> tuple[Verdict, float | None]:
+    """One hit at ``now`` on a limiter at ``tat`` (ms): the rule of ``redis/lua/gcra.lua``.
+
+    Returns:
+        The verdict, and the new TAT to store (None: denied, store nothing).
+    """
+    interval = rate.period_ms / rate.limit
+    tat = max(tat, now)
+    new_tat = tat + interval
+    allow_at = new_tat - rate.period_ms
+    if now < allow_at:
+        return Verdict(False, rate.limit, 0, math.ceil(allow_at - now), math.ceil(tat - now)), None
+    remaining = math.floor((rate.period_ms - (new_tat - now)) / interval)
+    return Verdict(True, rate.limit, remaining, 0, math.ceil(new_tat - now)), new_tat
+
+
+class MemoryRateLimiter:
+    """The ``RateLimiter`` contract in one process's memory (a test double).
+
+    Same rule and verdicts as ``RedisRateLimiter``; ``clock`` (epoch ms)
+    stands for Redis's ``TIME``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = lambda: time.time() * 1000) -> None:
+        self.clock = clock
+        self._tats: dict[tuple[str, str], float] = {}
 
     async def hit(self, bucket: str, identity: str, rate: Rate) -> Verdict:
         """Record one hit of ``identity`` on ``bucket``; a denied hit records nothing."""
-        key = f"{self.prefix}:rl:{bucket}:{identity}"
-        try:
-            reply: Any = await self._script(keys=[key], args=[rate.limit, rate.period_ms])
-        except (redis_errors.RedisError, OSError) as exc:
-            metrics.RATE_LIMIT_ERRORS.inc()
-            logger.warning("rate limiter unavailable (%s); letting %s through", exc, bucket)
-            return Verdict(True, rate.limit, rate.limit, 0, 0)
-        allowed = int(reply[0]) == 1
-        if not allowed:
-            metrics.RATE_LIMITED.labels(bucket).inc()
-        return Verdict(allowed, rate.limit, int(reply[1]), int(reply[2]), int(reply[3]))
+        now = float(int(self.clock()))
+        verdict, new_tat = gcra(self._tats.get((bucket, identity), 0.0), now, rate)
+        if new_tat is not None:
+            self._tats[(bucket, identity)] = new_tat
+        return verdict
 
 
 class LocalLimiter:

@@ -27,7 +27,7 @@ import math
 from synckairos import metrics
 from synckairos.exceptions import SyncKairosError
 from synckairos.node import Node
-from synckairos.store.redis import RedisStore
+from synckairos.store import Store
 
 __all__ = ["DeadlineScheduler"]
 
@@ -40,7 +40,7 @@ class DeadlineScheduler:
     def __init__(
         self,
         node: Node,
-        store: RedisStore,
+        store: Store,
         *,
         lease_ms: int = 5_000,
         batch: int = 256,

@@ -45,9 +45,9 @@ from synckairos import metrics, ws_messages
 from synckairos.admission import Admission
 from synckairos.auth import Principal
 from synckairos.exceptions import RateLimited, SessionNotFound, SyncKairosError
-from synckairos.fanout import PubSubListener, SubscribeTimeout
 from synckairos.hub import Hub
 from synckairos.node import Clock
+from synckairos.pubsub import PubSub, SubscribeTimeout
 from synckairos.ratelimit import LocalLimiter
 from synckairos.resume import FullSync, Plan, Refused, Replay, Verdict, VersionFilter
 from synckairos.store import Store
@@ -432,7 +432,7 @@ async def _refusal(websocket: WebSocket, session_id: str) -> tuple[str | None, P
 async def ws_endpoint(websocket: WebSocket) -> None:
     """``/ws?sessionId=<uuid>``: subscribe to a session's changes."""
     state: Any = websocket.app.state
-    listener: PubSubListener = state.listener
+    listener: PubSub = state.listener
     clock: Clock = state.node.clock
     raw_session_id = websocket.query_params.get("sessionId", "")
     session_id = canonical_id(raw_session_id)

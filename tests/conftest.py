@@ -20,7 +20,7 @@ from synckairos.app import create_app
 from synckairos.audit.migrate import migrate
 from synckairos.config import Settings
 from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from synckairos.store.redis import RedisStore
+from synckairos.redis.store import RedisStore
 from tests.helpers import FakeClock, new_id
 
 

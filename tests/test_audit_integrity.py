@@ -32,10 +32,10 @@ import redis
 from dramatiq import Message
 from msgspec.structs import replace
 
-from synckairos.audit.pipeline import counter_key
 from synckairos.core import CreateSession, Pause, Start, Switch, apply, create_session
 from synckairos.core.machine import Transition
 from synckairos.embedded import EmbeddedRedis
+from synckairos.redis.keys import audit_counter as counter_key
 from tests.helpers import new_id, session_body
 from tests.test_audit_e2e import Stack, Worker
 

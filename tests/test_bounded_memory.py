@@ -32,7 +32,7 @@ from synckairos.core import CreateSession, Start, Status
 from synckairos.embedded import EmbeddedRedis
 from synckairos.exceptions import PayloadTooLarge
 from synckairos.node import Node
-from synckairos.store.redis import RedisStore
+from synckairos.redis.store import RedisStore
 from synckairos.ws_api import SocketConnection
 from synckairos.ws_messages import Delivery
 from tests.conftest import ServerProcess

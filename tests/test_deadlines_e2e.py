@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from synckairos.core import iso_ms
 from synckairos.embedded import EmbeddedRedis
-from synckairos.store.redis import RedisStore
+from synckairos.redis.store import RedisStore
 from tests.conftest import ServerProcess
 from tests.helpers import new_id, session_body
 

@@ -20,7 +20,7 @@ from synckairos.audit.archive import AuditArchive
 from synckairos.core import CreateSession, SessionState, Start, Switch
 from synckairos.exceptions import Conflict, SessionExists
 from synckairos.node import Node, Preconditions, restore_version
-from synckairos.store.redis import RedisStore
+from synckairos.redis.store import RedisStore
 from tests.helpers import FakeClock, session_body
 
 

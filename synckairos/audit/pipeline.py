@@ -1,10 +1,11 @@
 """The worker side of the audit trail: dramatiq broker, actor, PostgreSQL writer.
 
-``build_broker`` makes the dramatiq Redis broker (with the AsyncIO middleware,
-so the actor is a coroutine and its asyncpg pool lives in the worker's event
-loop). ``AuditPipeline.actor`` (``persist_events``) hands each batch of outbox
-events to ``AuditWriter``, which inserts it in one transaction with
-``ON CONFLICT (id) DO NOTHING``: a redelivered batch is harmless.
+``synckairos.redis.broker.build_broker`` makes the dramatiq Redis broker
+(with the AsyncIO middleware, so the actor is a coroutine and its asyncpg
+pool lives in the worker's event loop). ``AuditPipeline.actor``
+(``persist_events``) hands each batch of outbox events to ``AuditWriter``,
+which inserts it in one transaction with ``ON CONFLICT (id) DO NOTHING``: a
+redelivered batch is harmless.
 
 Poison isolation: when PostgreSQL *refuses the data* of a batch (a data or
 constraint error: ``asyncpg.DataError``, ``IntegrityConstraintViolationError``,
@@ -43,9 +44,10 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
-from dramatiq.middleware.asyncio import AsyncIO
 
 from synckairos.audit.records import EventRow, OutboxEvent, to_rows
+from synckairos.redis.broker import AUDIT_QUEUE, DEAD_LETTER_TTL_MS, dead_letter_keys
+from synckairos.redis.keys import audit_counter
 
 __all__ = [
     "AUDIT_QUEUE",
@@ -55,21 +57,12 @@ __all__ = [
     "AuditWriter",
     "RefusedEvent",
     "WriteOutcome",
-    "build_broker",
-    "counter_key",
     "dead_letter",
-    "dead_letter_keys",
     "event_ids",
     "redact_dramatiq_logs",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: dramatiq queue of the audit batches.
-AUDIT_QUEUE = "synckairos_audit"
-
-#: How long dramatiq keeps a dead letter before its maintenance drops it (30 days).
-DEAD_LETTER_TTL_MS = 30 * 86_400_000
 
 _INSERT_EVENT = """
 INSERT INTO sync_events (id, session_id, event_type, participant_id, group_id,
@@ -147,45 +140,6 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
 )
 
 Rows = tuple[list[EventRow], list[Any], list[Any], list[str]]
-
-
-def counter_key(prefix: str, name: str) -> str:
-    """Redis key of a shared audit counter (persisted, retries, dead_lettered, ...)."""
-    return f"{prefix}:audit:{name}"
-
-
-def dead_letter_keys(broker: RedisBroker) -> tuple[str, str]:
-    """dramatiq's dead-letter set of the audit queue and the hash of its message bodies.
-
-    The sorted set maps each dead letter's ``redis_message_id`` to the epoch
-    ms it was dead-lettered at; the hash maps it to the encoded message.
-    """
-    xq = f"{broker.namespace}:{AUDIT_QUEUE}.XQ"
-    return xq, f"{xq}.msgs"
-
-
-def build_broker(
-    client: redis.Redis, *, prefix: str = "sk", heartbeat_timeout_ms: int = 10_000
-) -> RedisBroker:
-    """The dramatiq broker on ``client`` (``redis_client.sync_client``) with AsyncIO.
-
-    Its keys live under ``<prefix>:dramatiq`` so deployments sharing a Redis
-    with different key prefixes never take each other's batches. A worker
-    that dies holding a message is detected after ``heartbeat_timeout_ms``
-    and its messages are redelivered. Dead letters are kept
-    ``DEAD_LETTER_TTL_MS`` (30 days) for ``synckairos audit requeue``.
-    """
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
-        client=client,
-        namespace=f"{prefix}:dramatiq",
-        heartbeat_timeout=heartbeat_timeout_ms,
-        dead_message_ttl=DEAD_LETTER_TTL_MS,
-        # Out of a million dispatches; maintenance is what gives a dead
-        # worker's unacknowledged batches back, so run it about once a second.
-        maintenance_chance=50_000,
-    )
-    broker.add_middleware(AsyncIO())
-    return broker
 
 
 def event_ids(event: Sequence[Any]) -> tuple[str, str, str]:
@@ -400,7 +354,7 @@ class AuditMonitor(Middleware):
     ) -> None:
         if exception is None or message.queue_name != AUDIT_QUEUE:
             return
-        self.client.incr(counter_key(self.prefix, "retries"))
+        self.client.incr(audit_counter(self.prefix, "retries"))
         logger.warning(
             "audit batch %s failed (attempt %d): %s; retrying with backoff",
             message.message_id,
@@ -411,7 +365,7 @@ class AuditMonitor(Middleware):
     def after_nack(self, broker: Any, message: Any) -> None:
         if message.queue_name != AUDIT_QUEUE:
             return
-        self.client.incr(counter_key(self.prefix, "dead_lettered"))
+        self.client.incr(audit_counter(self.prefix, "dead_lettered"))
         events = message.args[0] if message.args else []
         logger.error(
             "audit batch %s of %d events dead-lettered after its last retry; "
@@ -462,7 +416,7 @@ class AuditPipeline:
         outcome = await self.writer.write(events)
         for refused in outcome.refused:
             if dead_letter(self.broker, refused):
-                self._counters.incr(counter_key(self.prefix, "dead_lettered"))
+                self._counters.incr(audit_counter(self.prefix, "dead_lettered"))
             event_id, session_id, version = event_ids(refused.event)
             logger.error(
                 "audit event %s (session %s, version %s) cannot be stored (%s); "
@@ -473,7 +427,7 @@ class AuditPipeline:
                 refused.reason(),
             )
         if outcome.stored:
-            self._counters.incrby(counter_key(self.prefix, "persisted"), outcome.stored)
+            self._counters.incrby(audit_counter(self.prefix, "persisted"), outcome.stored)
         return outcome
 
 

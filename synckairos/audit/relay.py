@@ -6,31 +6,25 @@ stores it durably in its own Redis queue), and only then acknowledges *and
 deletes* the entries: a relay killed between the two re-sends the batch on
 restart (its pending entries are read again; a dead relay's are claimed by
 another after ``claim_idle_ms``), and the actor's ``ON CONFLICT DO NOTHING``
-makes the repeat harmless. Deleting acknowledged entries keeps the outbox
-length equal to the backlog.
+makes the repeat harmless. The reads are ``synckairos.redis.outbox``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
-
-from synckairos.audit.pipeline import counter_key
 from synckairos.audit.records import OutboxEvent, from_stream_fields
+from synckairos.redis.outbox import GROUP, Entry, OutboxReader
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 __all__ = ["GROUP", "OutboxRelay"]
 
 logger = logging.getLogger(__name__)
-
-#: Consumer group of the relays on the outbox stream.
-GROUP = "audit"
 
 
 class OutboxRelay:
@@ -46,71 +40,30 @@ class OutboxRelay:
         claim_idle_ms: int = 10_000,
         consumer: str | None = None,
     ) -> None:
-        self.client = client
+        self.reader = OutboxReader(
+            client, prefix=prefix, batch=batch, claim_idle_ms=claim_idle_ms, consumer=consumer
+        )
+        """The outbox's reads, acknowledgements and error handling (the Redis wing)."""
         self.send = send
         """Hands a batch to dramatiq (blocking; called in a thread)."""
-        self.outbox = f"{prefix}:outbox"
-        self.prefix = prefix
-        self.batch = batch
-        self.claim_idle_ms = claim_idle_ms
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._stopping = False
 
-    async def _ensure_group(self) -> None:
-        try:
-            await self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
-        except redis_errors.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _relay(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+    async def _relay(self, entries: list[Entry]) -> int:
         live = [(entry_id, fields) for entry_id, fields in entries if fields]
         if live:
             events = [_as_event(entry_id, fields) for entry_id, fields in live]
             await asyncio.to_thread(self.send, events)
-        ids = [entry_id for entry_id, _ in entries]
-        if ids:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xack(self.outbox, GROUP, *ids)
-                pipe.xdel(self.outbox, *ids)
-                pipe.incrby(counter_key(self.prefix, "relayed"), len(live))
-                await pipe.execute()
+        await self.reader.done(entries, len(live))
         return len(live)
 
     async def run_once(self, block_ms: int = 1_000) -> int:
         """Relay one batch: own pending first, then idle ones, then new entries."""
-        pending: Any = await self.client.xreadgroup(
-            GROUP, self.consumer, {self.outbox: "0"}, count=self.batch
-        )
-        if pending and pending[0][1]:
-            return await self._relay(pending[0][1])
-        claimed: Any = await self.client.xautoclaim(
-            self.outbox, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
-        )
-        if claimed and claimed[1]:
-            return await self._relay(claimed[1])
-        fresh: Any = await self.client.xreadgroup(
-            GROUP, self.consumer, {self.outbox: ">"}, count=self.batch, block=block_ms
-        )
-        if fresh and fresh[0][1]:
-            return await self._relay(fresh[0][1])
-        return 0
+        entries = await self.reader.read(block_ms)
+        return await self._relay(entries) if entries else 0
 
     async def run(self) -> None:
         """Relay until ``stop()``; Redis or broker errors are retried with backoff."""
-        backoff = 0.1
-        while not self._stopping:
-            try:
-                await self._ensure_group()
-                while not self._stopping:
-                    await self.run_once()
-                    backoff = 0.1
-            except (redis_errors.RedisError, OSError) as exc:
-                logger.warning(
-                    "outbox relay error (%s); retrying in %.1f s", type(exc).__name__, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await self.reader.run(self.run_once, lambda: self._stopping)
 
     def stop(self) -> None:
         """Finish after the current batch."""

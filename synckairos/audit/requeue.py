@@ -30,9 +30,9 @@ from synckairos.audit.pipeline import (
     AuditWriter,
     RefusedEvent,
     dead_letter,
-    dead_letter_keys,
     event_ids,
 )
+from synckairos.redis.broker import dead_letter_keys
 
 __all__ = ["ReplayReport", "replay_dead_letters"]
 

@@ -19,12 +19,12 @@ import redis
 from synckairos.audit.pipeline import (
     AUDIT_QUEUE,
     AuditPipeline,
-    build_broker,
     redact_dramatiq_logs,
 )
 from synckairos.audit.relay import OutboxRelay
 from synckairos.config import Settings
-from synckairos.redis_client import PrimaryWatcher, async_client, sync_client
+from synckairos.redis.broker import build_broker
+from synckairos.redis.connection import PrimaryWatcher, async_client, sync_client
 
 __all__ = ["run_worker"]
 

@@ -1,9 +1,16 @@
-"""The state store: where committed sessions live (Redis in production).
+"""The state-store contract: where committed sessions live (Redis in production).
 
-``Store`` is the contract the service layer relies on; ``RedisStore`` is the
-implementation. A commit is atomic: the version check, the new state, the
-session history entry, the deadline, the audit outbox entry and the publish
-happen together or not at all.
+This package owns the contract and its value types: ``Store`` is what the
+service layer (node, scheduler, sockets) relies on; ``StoredSession``,
+``Change``, ``CommitResult``, ``Deleted``, ``HistorySlice`` and ``StoreStats``
+are what goes in and out. Implementations: ``RedisStore``
+(``synckairos.redis.store``, production) and ``MemoryStore``
+(``synckairos.store.memory``, the in-process test double); one set of
+contract tests runs against both (``tests/store/test_store_contract.py``).
+
+A commit is atomic: the version check, the new state, the session history
+entry, the deadline, the audit outbox entry and the publish happen together
+or not at all.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ from typing import Any
 
 from dramatiq import Message
 
-from synckairos.audit.pipeline import RefusedEvent, build_broker, dead_letter, dead_letter_keys
+from synckairos.audit.pipeline import RefusedEvent, dead_letter
 from synckairos.config import Settings
 from synckairos.embedded import EmbeddedRedis
-from synckairos.redis_client import sync_client
+from synckairos.redis.broker import build_broker, dead_letter_keys
+from synckairos.redis.connection import sync_client
 from tests.helpers import new_id
 
 

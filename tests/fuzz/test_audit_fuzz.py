@@ -28,9 +28,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synckairos.audit.pipeline import counter_key
 from synckairos.core.model import SessionState
 from synckairos.embedded import EmbeddedRedis
+from synckairos.redis.keys import audit_counter as counter_key
 from tests.conftest import run_coroutine
 from tests.helpers import session_body
 from tests.test_audit_e2e import Stack

@@ -18,8 +18,8 @@ import pytest
 from synckairos.core import CreateSession, SessionState, Start, Switch
 from synckairos.exceptions import Conflict
 from synckairos.node import Node, Preconditions
+from synckairos.redis.store import RedisStore
 from synckairos.store import Change
-from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, session_body
 
 #: A restored session's version: an instant in µs (above 2**31, below 2**53),
@@ -119,7 +119,7 @@ async def test_a_retried_commit_above_2_to_the_31_is_recognised(
         expected_epoch=epoch,
     )
     # The same commit token on both attempts: the second is a retry after a lost reply.
-    monkeypatch.setattr("synckairos.store.redis.secrets.token_hex", lambda n: "ab" * n)
+    monkeypatch.setattr("synckairos.redis.store.secrets.token_hex", lambda n: "ab" * n)
     first = await store.commit(change)
     again = await store.commit(change)
     assert first.committed and again.committed and again.epoch == epoch

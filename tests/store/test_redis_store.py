@@ -11,8 +11,8 @@ import pytest
 from synckairos.core import CreateSession, Start, Switch
 from synckairos.exceptions import Conflict, SessionExists
 from synckairos.node import Node
+from synckairos.redis.store import RedisStore
 from synckairos.store import Change, StoredSession
-from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, session_body
 
 
@@ -213,7 +213,7 @@ async def test_concurrent_commands_on_one_session_lose_no_update(store: RedisSto
 
 async def test_a_burst_larger_than_the_pool_waits_for_connections(redis_server):
     from synckairos.config import Settings
-    from synckairos.redis_client import store_client
+    from synckairos.redis.connection import store_client
 
     settings = Settings(redis_url=redis_server.url, redis_max_connections=2)
     store = RedisStore(store_client(settings), prefix="burst")

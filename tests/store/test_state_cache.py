@@ -15,7 +15,7 @@ import pytest
 from synckairos.core import CreateSession, Start, Switch
 from synckairos.exceptions import Conflict
 from synckairos.node import Node, Preconditions
-from synckairos.store.redis import RedisStore
+from synckairos.redis.store import RedisStore
 from tests.helpers import FakeClock, session_body
 
 

@@ -25,9 +25,9 @@ from synckairos.core import CreateSession, Start, Switch
 from synckairos.embedded import EmbeddedRedis, free_port
 from synckairos.exceptions import StoreUnavailable
 from synckairos.node import Node
-from synckairos.redis_client import store_client
+from synckairos.redis.connection import store_client
+from synckairos.redis.store import RedisStore
 from synckairos.store import Change
-from synckairos.store.redis import RedisStore
 from tests.helpers import FakeClock, new_id, session_body
 
 

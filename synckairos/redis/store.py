@@ -1,17 +1,7 @@
 """``RedisStore``: the state store on Redis, one Lua call per commit.
 
-Key schema (``P`` is the key prefix, ``sk`` by default; ``{sid}`` is a hash tag
-so one session's keys share a Redis Cluster slot):
-
-* ``P:{sid}``          hash: ``s`` state JSON, ``v`` version, ``e`` history epoch
-* ``P:{sid}:history``  stream of changes, entry id ``<version>-0`` (RECONNECT replay)
-* ``P:{sid}:updates``  pub/sub channel of the session
-* ``P:deadlines``      sorted set of running timers' deadlines (score: epoch ms)
-* ``P:outbox``         stream of audit events awaiting PostgreSQL (bounded)
-* ``P:outbox:dropped`` counter of audit events trimmed unread
-* ``P:active``         set of unfinished sessions
-
-The scripts are the ``.lua`` files beside this module, read once at import and
+The key schema is ``synckairos.redis.keys``. The scripts are ``lua/*.lua``
+beside this module (``synckairos.redis.scripts``), read once at import and
 registered per client; redis-py runs them by EVALSHA and reloads on NOSCRIPT.
 Driver errors become ``StoreUnavailable`` here, at the boundary.
 """
@@ -24,7 +14,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -41,7 +30,9 @@ from synckairos.exceptions import (
     StoreUnavailable,
 )
 from synckairos.ratelimit import Verdict
-from synckairos.redis_client import PrimaryView, primary_view, store_client
+from synckairos.redis.connection import PrimaryView, primary_view, store_client
+from synckairos.redis.keys import Keys, SessionKeys
+from synckairos.redis.scripts import SCRIPTS
 from synckairos.store import (
     Change,
     CommitResult,
@@ -51,9 +42,7 @@ from synckairos.store import (
     StoreStats,
 )
 
-__all__ = ["RedisStore", "SessionKeys"]
-
-_SCRIPTS = {path.stem: path.read_text() for path in (Path(__file__).parent / "lua").glob("*.lua")}
+__all__ = ["RedisStore"]
 
 #: Errors after which the same operation may succeed on a (new) primary:
 #: connection loss or refusal, timeouts, a primary still loading its data, a
@@ -73,21 +62,6 @@ class _NotReplicated(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-
-
-class SessionKeys:
-    """Names of the Redis keys and channel of one session."""
-
-    __slots__ = ("channel", "history", "state")
-
-    def __init__(self, prefix: str, session_id: str) -> None:
-        base = f"{prefix}:{{{session_id}}}"
-        self.state = base
-        """Hash holding the state JSON, version and epoch."""
-        self.history = f"{base}:history"
-        """Stream of the session's recent changes."""
-        self.channel = f"{base}:updates"
-        """Pub/sub channel of the session's changes."""
 
 
 class RedisStore:
@@ -125,13 +99,15 @@ class RedisStore:
         self.replica_ack_timeout_ms = replica_ack_timeout_ms
         self.view = view
         """Sentinel mode: the failover fence durable commits respect."""
-        self.deadlines_key = f"{prefix}:deadlines"
-        self.outbox_key = f"{prefix}:outbox"
-        self.dropped_key = f"{prefix}:outbox:dropped"
-        self.active_key = f"{prefix}:active"
-        self._commit = client.register_script(_SCRIPTS["session_commit"])
-        self._delete = client.register_script(_SCRIPTS["session_delete"])
-        self._claim = client.register_script(_SCRIPTS["deadline_claim"])
+        self.names = Keys(prefix)
+        """The key names under ``prefix``."""
+        self.deadlines_key = self.names.deadlines
+        self.outbox_key = self.names.outbox
+        self.dropped_key = self.names.dropped
+        self.active_key = self.names.active
+        self._commit = client.register_script(SCRIPTS["session_commit"])
+        self._delete = client.register_script(SCRIPTS["session_delete"])
+        self._claim = client.register_script(SCRIPTS["deadline_claim"])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -152,7 +128,7 @@ class RedisStore:
 
     def keys(self, session_id: str) -> SessionKeys:
         """Return the key names of ``session_id``."""
-        return SessionKeys(self.prefix, session_id)
+        return self.names.session(session_id)
 
     def _script_keys(self, keys: SessionKeys) -> list[str]:
         """KEYS of session_commit.lua and session_delete.lua, in their order."""
@@ -230,7 +206,7 @@ class RedisStore:
                 pipe.wait(self.min_replica_acks, self.replica_ack_timeout_ms)
                 reply, acks = await pipe.execute(raise_on_error=False)
             if isinstance(reply, redis_errors.NoScriptError):
-                await self.client.script_load(_SCRIPTS["session_commit"])
+                await self.client.script_load(SCRIPTS["session_commit"])
                 return await self._run_commit(keys, args)
             if isinstance(reply, Exception):
                 raise reply
@@ -282,7 +258,7 @@ class RedisStore:
                 ``"unknown"``: the change may or may not have been committed.
         """
         keys = self.keys(change.session_id)
-        script_keys = [*self._script_keys(keys), f"{keys.state}:rl"]
+        script_keys = [*self._script_keys(keys), keys.rate]
         rate = change.rate
         args = [
             change.expected_version,
@@ -478,7 +454,7 @@ class RedisStore:
     async def stats(self) -> StoreStats:
         """Read the figures ``/metrics`` reports (one pipelined round trip)."""
         audit = [
-            f"{self.prefix}:audit:{name}" for name in ("persisted", "retries", "dead_lettered")
+            self.names.audit_counter(name) for name in ("persisted", "retries", "dead_lettered")
         ]
 
         async def read() -> list[Any]:

@@ -1,4 +1,6 @@
-"""``PubSubListener``: one Redis pub/sub connection per node, feeding the hub.
+"""``RedisPubSub``: one Redis pub/sub connection per node, feeding the hub.
+
+The ``synckairos.pubsub.PubSub`` contract on Redis.
 
 A session's channel is subscribed when its first local socket joins and
 unsubscribed after the last leaves (reference counted by the hub). ``join``
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -31,28 +33,23 @@ from redis.asyncio.client import PubSub
 
 from synckairos import metrics
 from synckairos.hub import Hub, Subscriber
-from synckairos.node import Clock
+from synckairos.pubsub import SubscribeTimeout
+from synckairos.redis.keys import Keys, session_channel, session_of_channel
 from synckairos.ws_messages import decode_delivery
 
-__all__ = ["PubSubListener", "SubscribeTimeout"]
+__all__ = ["RedisPubSub"]
 
 logger = logging.getLogger(__name__)
 
-_CHANNEL_RE = re.compile(rb"\{([^}]+)\}:updates$")
 
-
-class SubscribeTimeout(Exception):
-    """Raised by ``PubSubListener.join`` when Redis did not confirm in time."""
-
-
-class PubSubListener:
+class RedisPubSub:
     """Feeds ``hub`` from Redis pub/sub; run ``run()`` as a task for the node's life."""
 
     def __init__(
         self,
         client: aioredis.Redis,
         hub: Hub,
-        clock: Clock,
+        clock: Callable[[], int],
         *,
         prefix: str = "sk",
         subscribe_timeout: float = 10.0,
@@ -63,6 +60,7 @@ class PubSubListener:
         self.clock = clock
         self.prefix = prefix
         self.subscribe_timeout = subscribe_timeout
+        self._control = Keys(prefix).nodes.encode()
         self.alive = False
         """True while the pub/sub connection is up and its control channel confirmed."""
         self._pubsub: PubSub | None = None
@@ -77,12 +75,12 @@ class PubSubListener:
 
     def channel(self, session_id: str) -> bytes:
         """Pub/sub channel of ``session_id``."""
-        return f"{self.prefix}:{{{session_id}}}:updates".encode()
+        return session_channel(self.prefix, session_id)
 
     @property
     def control_channel(self) -> bytes:
         """A channel the listener always holds, so the connection stays subscribed."""
-        return f"{self.prefix}:nodes".encode()
+        return self._control
 
     async def join(self, subscriber: Subscriber) -> None:
         """Register ``subscriber`` and wait until its channel is confirmed.
@@ -137,16 +135,15 @@ class PubSubListener:
                 waiter.set_result(None)
         if channel in self._previously_confirmed:
             self._previously_confirmed.discard(channel)
-            match = _CHANNEL_RE.search(channel)
-            if match:
+            session_id = session_of_channel(channel)
+            if session_id is not None:
                 metrics.PUBSUB_RESUBSCRIBES.inc()
-                self.hub.resync(match.group(1).decode(), full=self._full_resync)
+                self.hub.resync(session_id, full=self._full_resync)
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
-        match = _CHANNEL_RE.search(channel)
-        if match is None:
+        session_id = session_of_channel(channel)
+        if session_id is None:
             return
-        session_id = match.group(1).decode()
         if not self.hub.has(session_id):
             return
         try:

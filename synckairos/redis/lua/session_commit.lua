@@ -45,6 +45,8 @@
 -- already-committed path rewrites the hash's token field, so that a WAIT
 -- after this call also covers the original write (replication is in order).
 
+--#include gcra.lua
+
 local expected = tonumber(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'v')
 local version = expected + 1
@@ -78,17 +80,10 @@ else
 end
 
 -- The rate limit counts committed commands only (a version race retried by the
--- caller is not counted twice); GCRA, on Redis's clock, as in rate_limit.lua.
+-- caller is not counted twice): the GCRA of gcra.lua, on Redis's clock.
 if ARGV[15] ~= nil and ARGV[15] ~= '' then
-  local limit, period = tonumber(ARGV[15]), tonumber(ARGV[16])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local tat = math.max(tonumber(redis.call('GET', KEYS[7]) or '0'), now)
-  local new_tat = tat + period / limit
-  if now < new_tat - period then
-    return {-3, math.ceil(new_tat - period - now), math.ceil(tat - now)}
-  end
-  redis.call('SET', KEYS[7], tostring(new_tat), 'PX', math.ceil(new_tat - now))
+  local allowed, _, retry_after, reset = gcra(KEYS[7], tonumber(ARGV[15]), tonumber(ARGV[16]))
+  if allowed == 0 then return {-3, retry_after, reset} end
 end
 
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', vstr)
