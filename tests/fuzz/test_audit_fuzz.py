@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from synckairos.audit.pipeline import counter_key
 from synckairos.core.model import SessionState
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from tests.conftest import run_coroutine
 from tests.helpers import session_body
 from tests.test_audit_e2e import Stack
