@@ -9,7 +9,8 @@
   must move its pattern too).
 - No runtime module imports the development stack (``synckairos.dev``), the
   benchmarks or the tests: ``serve`` and ``worker`` never load them.
-- ``synckairos bench`` finds the harness of its checkout from any directory.
+- ``synckairos bench`` finds the harness of its checkout from any directory
+  (the package installed editable, as ``scripts/run.sh`` does).
 """
 
 from __future__ import annotations
