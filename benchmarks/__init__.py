@@ -15,5 +15,9 @@ medians), :mod:`benchmarks.context` / :mod:`benchmarks.monitor` /
 :mod:`benchmarks.sessions`, :mod:`benchmarks.phases`,
 :mod:`benchmarks.pacer`), :mod:`benchmarks.stack` and
 :mod:`benchmarks.procstat`, and one module per scenario in
-:mod:`benchmarks.scenarios`.
+:mod:`benchmarks.scenarios`. :mod:`benchmarks.sentinel_topology` drives
+``deploy/sentinel/sentinel.sh`` for the ``failover`` scenario and the tests.
+
+The harness runs from a source checkout only: the wheel installs the
+``synckairos`` package and nothing else.
 """

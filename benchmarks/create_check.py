@@ -28,7 +28,7 @@ import uuid
 import httpx
 
 from synckairos.audit.migrate import migrate
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 
 def _body() -> dict[str, object]:

@@ -39,7 +39,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedRedis, free_port
 
 __all__ = [
     "Flood",

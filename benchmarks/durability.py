@@ -45,7 +45,7 @@ import redis
 import redis.asyncio
 
 from synckairos.audit.migrate import migrate
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 __all__ = ["main"]
 

@@ -30,7 +30,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from benchmarks.procstat import rss_kb
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedRedis, free_port
 
 __all__ = ["main"]
 

@@ -25,7 +25,7 @@ from synckairos.audit.pipeline import AuditWriter
 from synckairos.audit.records import OutboxEvent
 from synckairos.core import CreateSession, Start, Switch, apply, create_session
 from synckairos.core.machine import Transition
-from synckairos.embedded import EmbeddedPostgres
+from synckairos.dev.embedded import EmbeddedPostgres
 
 T0 = 1_800_000_000_000
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[synckairos]\033[0m %s\n' "$*" >&2; }
 
-# SyncKairos runs its own PostgreSQL clusters (synckairos/embedded.py) on free
+# SyncKairos runs its own PostgreSQL clusters (synckairos/dev/embedded.py) on free
 # ports; while postgresql-15 is installed this drop-in keeps the package from
 # creating (and starting) the system cluster "15/main" on port 5432.
 NO_MAIN_CLUSTER=/etc/postgresql-common/createcluster.d/synckairos-no-main-cluster.conf

@@ -8,7 +8,7 @@
 ``recover``    ``--all``: restore every unfinished session from PostgreSQL into Redis
 ``reconcile``  report Redis/PostgreSQL version differences and repair lost writes
 ``audit requeue``  replay dead-lettered audit events into PostgreSQL, report refusals
-``bench``      the load-test harness (``benchmarks/``, source checkouts only)
+``bench``      the load-test harness (``benchmarks/`` of a source checkout: not in the wheel)
 
 Every command reads ``SYNCKAIROS_*`` settings (see the README); ``dev`` stops
 everything it started on Ctrl-C or SIGTERM.
@@ -24,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from types import FrameType
 
 import msgspec
@@ -34,12 +35,6 @@ from synckairos import __version__
 from synckairos.audit.archive import AuditArchive
 from synckairos.audit.recovery import ReconcileReport
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    EmbeddedServerError,
-    reserve_port,
-)
 from synckairos.logs import configure_logging
 from synckairos.node import Node
 from synckairos.redis.store import RedisStore
@@ -129,6 +124,19 @@ def dev_defaults(settings: Settings) -> Settings:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    # The development stack is imported here only: no other command loads it.
+    from synckairos.dev.embedded import EmbeddedServerError
+
+    try:
+        return _run_dev(args)
+    except EmbeddedServerError as exc:
+        print(f"synckairos: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis, reserve_port
+
     settings = dev_defaults(_settings(args))
     # The server binds its port only after the private servers started: keep
     # them off it (a port picked at random could be the same one).
@@ -335,17 +343,36 @@ _COMMANDS = {
 }
 
 
+def _checkout() -> Path | None:
+    """The source checkout holding ``benchmarks/``: the current directory, or the
+    folder above this package (an editable install); None from a wheel elsewhere."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (root / "benchmarks" / "__main__.py").is_file():
+            return root
+    return None
+
+
 def _bench(argv: Sequence[str]) -> int:
-    try:
-        from benchmarks.cli import main as bench_main
-    except ImportError:
+    """Hand this process over to the checkout's harness: ``python -m benchmarks argv``.
+
+    The harness is not part of the package (nothing here imports it): the
+    process becomes ``python -m benchmarks`` with the checkout on the module
+    path, so its exit status, signals and output are the harness's own. Its
+    help and report name it ``synckairos bench`` (``BENCHMARKS_PROG``).
+    """
+    root = _checkout()
+    if root is None:
         print(
             "synckairos: the benchmark harness lives in benchmarks/ of a source checkout; "
             "run this from the repository root",
             file=sys.stderr,
         )
         return 2
-    return bench_main(list(argv), prog="synckairos bench")
+    path = os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONPATH": path, "BENCHMARKS_PROG": "synckairos bench"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *argv], env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(load_settings().log_level)
         return _COMMANDS[args.command](args)
-    except (ConfigError, EmbeddedServerError) as exc:
+    except ConfigError as exc:
         print(f"synckairos: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.hub import Hub
 from synckairos.pubsub import PubSub
 from synckairos.pubsub.memory import MemoryBroker, MemoryPubSub

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from synckairos.app import create_app
 from synckairos.audit.migrate import migrate
 from synckairos.config import Settings
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from synckairos.redis.store import RedisStore
 from tests.helpers import FakeClock, new_id
 

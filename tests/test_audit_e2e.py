@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import LIVE_ENV, ServerProcess
 from tests.helpers import new_id, session_body
 
@@ -361,7 +361,7 @@ async def test_reconcile_repairs_sessions_where_postgres_is_newer(stack: Stack):
 
 
 async def test_a_batch_that_keeps_failing_is_dead_lettered_then_requeued(stack: Stack):
-    from synckairos.embedded import free_port
+    from synckairos.dev.embedded import free_port
 
     stack.worker.stop()
     broken = {

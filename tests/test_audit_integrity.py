@@ -34,7 +34,7 @@ from msgspec.structs import replace
 
 from synckairos.core import CreateSession, Pause, Start, Switch, apply, create_session
 from synckairos.core.machine import Transition
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.redis.keys import audit_counter as counter_key
 from tests.helpers import new_id, session_body
 from tests.test_audit_e2e import Stack, Worker
@@ -318,7 +318,7 @@ async def test_a_batch_failing_on_a_dead_database_is_logged_without_its_states(
     quiet_stack: Stack, tmp_path: Path
 ):
     """dramatiq logs a failing message with its arguments and a traceback: redacted."""
-    from synckairos.embedded import free_port
+    from synckairos.dev.embedded import free_port
 
     stack = quiet_stack
     broken = {

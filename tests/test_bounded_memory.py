@@ -29,7 +29,7 @@ from synckairos import heap
 from synckairos.app import create_app
 from synckairos.config import ConfigError, Settings, load_settings
 from synckairos.core import CreateSession, Start, Status
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.exceptions import PayloadTooLarge
 from synckairos.node import Node
 from synckairos.redis.store import RedisStore

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 from synckairos.app import create_app
 from synckairos.cli import dev_defaults
 from synckairos.config import Settings, load_settings
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from tests.conftest import ServerProcess
 from tests.helpers import FakeClock, new_id, session_body
 

@@ -28,7 +28,7 @@ from benchmarks.crowd import (
 )
 from synckairos.admission import Limits
 from synckairos.config import Settings
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.ratelimit import LocalLimiter
 from tests.conftest import ServerProcess
 from tests.helpers import new_id

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
 from synckairos.core import iso_ms
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.redis.store import RedisStore
 from tests.conftest import ServerProcess
 from tests.helpers import new_id, session_body

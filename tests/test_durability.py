@@ -23,7 +23,7 @@ from synckairos.audit.durable import DurableWriter
 from synckairos.audit.pipeline import AuditWriter
 from synckairos.audit.records import from_stream_fields
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from synckairos.exceptions import StoreUnavailable
 from tests.conftest import run_coroutine
 from tests.helpers import FakeClock, new_id, session_body

@@ -43,7 +43,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from synckairos.embedded import free_port
+from synckairos.dev.embedded import free_port
 from tests.conftest import ServerProcess
 from tests.helpers import new_id, session_body
 from tests.test_audit_e2e import Worker

@@ -24,7 +24,7 @@ from synckairos.audit.migrate import (
     migration_files,
     wait_for_database,
 )
-from synckairos.embedded import EmbeddedPostgres, EmbeddedServerError, free_port
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedServerError, free_port
 from tests.helpers import new_id
 
 
@@ -144,7 +144,7 @@ def test_the_server_dies_with_the_process_that_started_it():
     """PR_SET_PDEATHSIG survives the switch to the postgres user (it is set after it)."""
     program = (
         "import time\n"
-        "from synckairos.embedded import EmbeddedPostgres\n"
+        "from synckairos.dev.embedded import EmbeddedPostgres\n"
         "server = EmbeddedPostgres().start()\n"
         "print(server.process.pid, server.directory, flush=True)\n"
         "time.sleep(120)\n"
@@ -399,7 +399,7 @@ async def test_ensure_database_creates_a_missing_database_once(postgres_server):
 
 def test_free_port_never_hands_out_a_reserved_port(monkeypatch):
     """``synckairos dev`` reserves the server's port before it starts private servers."""
-    import synckairos.embedded as embedded
+    import synckairos.dev.embedded as embedded
 
     offered = iter([41_001, 41_002])
 
@@ -419,6 +419,6 @@ def test_free_port_never_hands_out_a_reserved_port(monkeypatch):
         def getsockname(self) -> tuple[str, int]:
             return ("127.0.0.1", self.port)
 
-    monkeypatch.setattr("synckairos.embedded.socket.socket", _Socket)
+    monkeypatch.setattr("synckairos.dev.embedded.socket.socket", _Socket)
     monkeypatch.setattr(embedded, "_reserved", {41_001})
     assert embedded.free_port() == 41_002

@@ -30,9 +30,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks.sentinel_topology import SentinelTopology
 from synckairos.audit.migrate import migrate
-from synckairos.embedded import EmbeddedPostgres
-from synckairos.sentinel_topology import SentinelTopology
+from synckairos.dev.embedded import EmbeddedPostgres
 from tests.conftest import ServerProcess, run_coroutine
 from tests.helpers import new_id, session_body
 from tests.test_audit_e2e import Worker

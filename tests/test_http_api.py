@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from synckairos.app import create_app
 from synckairos.config import Settings
-from synckairos.embedded import free_port
+from synckairos.dev.embedded import free_port
 from tests.helpers import FakeClock, new_id, session_body
 
 MODES = ["per_participant", "per_cycle", "per_group", "global", "count_up"]

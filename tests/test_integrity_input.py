@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from synckairos.app import create_app
 from synckairos.auth import AuthPolicy, Role
 from synckairos.config import ConfigError, Settings, load_settings
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedRedis, free_port
 from tests.conftest import ServerProcess
 from tests.helpers import FakeClock, app_settings, new_id, session_body
 

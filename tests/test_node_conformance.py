@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from synckairos import __version__
 from synckairos.audit.migrate import migrate
 from synckairos.core.model import SessionState
-from synckairos.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.conftest import run_coroutine
 from tests.helpers import new_id, session_body
 

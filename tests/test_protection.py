@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from synckairos.app import create_app
 from synckairos.auth import AuthPolicy, Role
 from synckairos.config import Rate, Settings, parse_rate
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.exceptions import Unauthorized
 from synckairos.ratelimit import LocalLimiter
 from tests.conftest import ServerProcess

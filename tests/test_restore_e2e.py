@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedRedis, free_port
 from tests.conftest import ServerProcess
 from tests.helpers import session_body
 from tests.test_audit_e2e import Stack, _cli, _persisted_version

@@ -2,7 +2,7 @@
 
 Everything runs on a private Redis Sentinel topology (one primary, two
 replicas, three Sentinels: ``deploy/sentinel/sentinel.sh`` on free ports, via
-:class:`synckairos.sentinel_topology.SentinelTopology`), so ``--url`` does not
+:class:`benchmarks.sentinel_topology.SentinelTopology`), so ``--url`` does not
 apply. One run:
 
 1. Setup: starts the topology and ``--nodes`` ``synckairos serve`` processes
@@ -608,7 +608,7 @@ async def run_failover(options: FailoverOptions, ctx: RunContext) -> FailoverRes
         SetupError: the topology, a server, a session or a subscriber could not be set up.
         StackError: a server did not start.
     """
-    from synckairos.sentinel_topology import SentinelTopology
+    from benchmarks.sentinel_topology import SentinelTopology
 
     console = ctx.console
     durable = options.durability

@@ -8,7 +8,7 @@ from dramatiq import Message
 
 from synckairos.audit.pipeline import RefusedEvent, dead_letter
 from synckairos.config import Settings
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.redis.broker import build_broker, dead_letter_keys
 from synckairos.redis.connection import sync_client
 from tests.helpers import new_id

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from tests.conftest import ServerProcess
 from tests.helpers import new_id, session_body
 

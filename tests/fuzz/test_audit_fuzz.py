@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synckairos.core.model import SessionState
-from synckairos.embedded import EmbeddedRedis
+from synckairos.dev.embedded import EmbeddedRedis
 from synckairos.redis.keys import audit_counter as counter_key
 from tests.conftest import run_coroutine
 from tests.helpers import session_body

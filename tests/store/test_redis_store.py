@@ -190,7 +190,7 @@ async def test_scripts_are_reloaded_after_script_flush(store: RedisStore):
 async def test_unreachable_redis_raises_store_unavailable():
     import redis.asyncio as aioredis
 
-    from synckairos.embedded import free_port
+    from synckairos.dev.embedded import free_port
     from synckairos.exceptions import StoreUnavailable
 
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from synckairos.app import create_app
 from synckairos.config import Settings
 from synckairos.core import CreateSession, Start, Switch
-from synckairos.embedded import EmbeddedRedis, free_port
+from synckairos.dev.embedded import EmbeddedRedis, free_port
 from synckairos.exceptions import StoreUnavailable
 from synckairos.node import Node
 from synckairos.redis.connection import store_client

@@ -3,7 +3,9 @@
 Tests and the failover benchmark start a private topology (one primary, two
 replicas, three Sentinels) on free loopback ports in a directory of their own,
 kill or fail over its primary, and destroy it afterwards. The script is the
-single implementation; this class only passes it the settings.
+single implementation; this class only passes it the settings. It needs the
+source tree (the script is not in the wheel), so it lives in the checkout-only
+``benchmarks`` package, beside the failover scenario that uses it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from synckairos.embedded import free_port
+from synckairos.dev.embedded import free_port
 
 __all__ = ["SCRIPT", "SentinelTopology"]
 
-#: The topology script, in the source tree beside the package.
+#: The topology script, in the source tree (``benchmarks/`` and ``deploy/`` are siblings).
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "sentinel" / "sentinel.sh"
 
 

@@ -1,5 +1,8 @@
 """Private servers for ``synckairos dev``, the tests and the benchmarks.
 
+Part of the development stack (:mod:`synckairos.dev`): no runtime command
+imports it.
+
 ``EmbeddedRedis`` starts a ``redis-server`` on a free loopback port with a
 temporary data directory and stops it (and removes the directory) on exit.
 
