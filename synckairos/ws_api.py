@@ -272,8 +272,19 @@ class SocketConnection:
             self._repair_task = asyncio.create_task(self._background_repair())
 
     async def _background_repair(self) -> None:
+        """Repair until nothing is held back: a gap found while a repair flushed
+        its held changes could not start a repair of its own (this one was
+        still running), so it is handled here, with a growing pause (after a
+        Redis switch-over the new primary may lag a change the old one
+        published; the next repair then falls back to a STATE_SYNC)."""
+        pause = 0.0
         try:
-            await self.repair(None, None, full=self.filter.take_full_request())
+            while True:
+                await self.repair(None, None, full=self.filter.take_full_request())
+                if self._closing or not self.filter.buffering:
+                    return
+                await asyncio.sleep(pause)  # 0 the first time, then 10 ms doubling to 1 s
+                pause = min(max(pause * 2, 0.01), 1.0)
         except Exception as exc:
             logger.warning("repair of a %s socket failed (%s); closing it", self.session_id, exc)
             self.close(CLOSE_TRY_AGAIN, "state store unavailable")

@@ -11,8 +11,6 @@ import asyncio
 import json
 from typing import Any, cast
 
-import pytest
-
 from synckairos.store import HistorySlice
 from synckairos.ws_api import SocketConnection
 from synckairos.ws_messages import Delivery
@@ -103,12 +101,6 @@ async def test_a_token_of_another_incarnation_closes_before_any_state_is_queued(
     assert [type(item).__name__ for item in conn._queue] == ["_Close"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing, kept by the refactor: a gap found while the background "
-    "repair flushes its held changes starts no new repair (the task is still running), "
-    "so the socket holds every later change until a re-subscription or RECONNECT",
-)
 async def test_a_gap_found_when_a_background_repair_ends_starts_another_repair():
     store = StubStore(history(4, []), history(5, [5]), history(9, [6, 7, 8, 9]))
     conn = connection(store)
