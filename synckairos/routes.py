@@ -138,6 +138,7 @@ ROUTES: tuple[HttpRoute, ...] = (
             },
         },
     ),
+    _command("start", "Start a pending session", Start()),
     HttpRoute(
         f"{_SESSION}/switch",
         "POST",
@@ -151,7 +152,6 @@ ROUTES: tuple[HttpRoute, ...] = (
             "expired_participant_id",
         ),
     ),
-    _command("start", "Start a pending session", Start()),
     _command("pause", "Pause a running session", Pause()),
     _command("resume", "Resume a paused session", Resume()),
     _command(

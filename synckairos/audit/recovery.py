@@ -25,19 +25,27 @@ from typing import Protocol
 import msgspec
 
 from synckairos.audit.contract import Archive
-from synckairos.store import Store
+from synckairos.store import StoredSession
 
-__all__ = ["Progress", "ReconcileReport", "Restorer", "reconcile", "recover_all"]
+__all__ = ["Progress", "ReconcileReport", "Restorer", "SessionReader", "reconcile", "recover_all"]
 
 Progress = Callable[[int, int], None]
 """Called with (sessions done, sessions in all) after each session."""
+
+
+class SessionReader(Protocol):
+    """What recovery reads of the state store (``synckairos.store.Store`` is one)."""
+
+    async def load(self, session_id: str) -> StoredSession | None:
+        """The session as stored, a tombstone, or None when absent."""
+        ...
 
 
 class Restorer(Protocol):
     """What recovery needs of a node: ``synckairos.node.Node`` is one."""
 
     @property
-    def store(self) -> Store:
+    def store(self) -> SessionReader:
         """The state store sessions are restored into."""
         ...
 
