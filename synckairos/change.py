@@ -22,9 +22,12 @@ That same byte string is
 A deletion is ``{"deleted": true, "ts": T}`` (``encode_deletion``): outbox
 ``c`` and pub/sub payload as is; it has no history entry.
 
-Every consumer decodes with ``decode_change`` into ``ChangeMessage`` (fields
-it does not need stay ``msgspec.Raw``, never parsed), and reads the event
-with ``decode_event``. Field names live here only.
+Every consumer decodes with ``decode_change`` into ``ChangeMessage`` (the
+event and state stay ``msgspec.Raw``, never parsed into objects) and reads
+the event with ``decode_event``; the fan-out, which needs only the header
+of every published change, decodes ``ChangeHeader`` with ``decode_header``
+(the same fields without the body: half the time of a full decode on an
+18 KB change). Field names live here only.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from synckairos.core import Event
 
 __all__ = [
     "ChangeEvent",
+    "ChangeHeader",
     "ChangeMessage",
     "decode_change",
     "decode_event",
+    "decode_header",
     "encode_change",
     "encode_deletion",
     "publish_payload",
@@ -86,7 +91,17 @@ class ChangeMessage(msgspec.Struct, frozen=True):
         return not self.deleted and len(self.state) > 0 and bytes(self.state) != b"null"
 
 
+class ChangeHeader(msgspec.Struct, frozen=True):
+    """``ChangeMessage`` without ``event`` and ``state`` (skipped, not kept): the fan-out's view."""
+
+    version: int = 0
+    ts: int = 0
+    epoch: str = ""
+    deleted: bool = False
+
+
 _change_decoder = msgspec.json.Decoder(ChangeMessage)
+_header_decoder = msgspec.json.Decoder(ChangeHeader)
 _event_decoder = msgspec.json.Decoder(ChangeEvent)
 
 
@@ -139,6 +154,15 @@ def decode_change(data: bytes | str) -> ChangeMessage:
         msgspec.DecodeError: not a JSON object of this schema.
     """
     return _change_decoder.decode(data)
+
+
+def decode_header(data: bytes | str) -> ChangeHeader:
+    """Decode only the header of a change message (the body is skipped).
+
+    Raises:
+        msgspec.DecodeError: not a JSON object of this schema.
+    """
+    return _header_decoder.decode(data)
 
 
 def decode_event(change: ChangeMessage) -> ChangeEvent:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from synckairos.change import decode_change, splice
+from synckairos.change import decode_header, splice
 
 __all__ = [
     "ClientMessage",
@@ -82,11 +82,12 @@ def decode_delivery(session_id: str, payload: bytes, now: int) -> Delivery:
     Raises:
         msgspec.DecodeError: not a change message.
     """
-    header = decode_change(payload)
+    header = decode_header(payload)
     if header.deleted:
         return Delivery(0, "", True, header.ts, session_deleted(session_id, now))
     head = b'"type":"STATE_UPDATE","sessionId":"%s","timestamp":%d' % (session_id.encode(), now)
-    return Delivery(header.version, header.epoch, False, header.ts, splice(head, payload).decode())
+    text = splice(head, payload).decode()
+    return Delivery(header.version, header.epoch, False, header.ts, text)
 
 
 def state_update_from_history(session_id: str, epoch: str, change_json: bytes, now: int) -> str:

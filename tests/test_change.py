@@ -18,6 +18,7 @@ from synckairos.audit.records import from_stream_fields, to_rows
 from synckairos.change import (
     decode_change,
     decode_event,
+    decode_header,
     encode_change,
     encode_deletion,
     publish_payload,
@@ -109,6 +110,9 @@ async def test_the_commit_script_stores_and_publishes_what_every_consumer_decode
         assert fields[b"c"] == change_json
         assert published == publish_payload(change_json, result.epoch)
         assert decode_change(created_payload).version == 1
+        header, full = decode_header(published), decode_change(published)
+        assert (header.version, header.ts, header.epoch) == (full.version, full.ts, full.epoch)
+        assert full.epoch == result.epoch and bytes(full.state) == result.state_json
         # Every consumer decodes it.
         delivery = ws_messages.decode_delivery(spec.session_id, published, clock.now)
         assert (delivery.version, delivery.epoch, delivery.deleted) == (2, result.epoch, False)
