@@ -26,18 +26,41 @@ gives the reasoning.
 A *client* is the caller's API key or token when it sent one, else its IP
 (the first untrusted hop of ``X-Forwarded-For`` when behind a trusted proxy,
 as resolved by uvicorn from ``SYNCKAIROS_TRUSTED_PROXIES``).
+
+Each HTTP route declares its ``Policy`` in the route table
+(``synckairos.routes``); ``Admission.admit`` applies it before the handler runs.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
-from synckairos.auth import AuthPolicy, Principal
+from synckairos.auth import Action, AuthPolicy, Principal
 from synckairos.config import Rate, Settings, parse_rate
 from synckairos.exceptions import RateLimited
 from synckairos.ratelimit import LocalLimiter, RateLimiter
 
-__all__ = ["Admission", "Limits"]
+__all__ = ["Admission", "Limits", "Policy"]
+
+
+class Policy(msgspec.Struct, frozen=True):
+    """How a route admits a request: authenticate, authorize an action, count a hit.
+
+    A route without a policy is public: its credentials are not even read.
+    """
+
+    action: Action | None = None
+    """What the caller must be allowed to do (None: authentication only)."""
+    bucket: str | None = None
+    """The rate-limit bucket counted (a field of ``Limits``; None: no limit here)."""
+    per: Literal["client", "ip", "session"] = "client"
+    """The identity the bucket counts per: the caller, its IP, or the path's session."""
+    authorize_on: Literal["path", "body"] = "path"
+    """Where the session id the action is authorized on comes from: the path
+    (authorized before the handler runs) or the body (the handler decodes it and
+    calls ``authorize``: a create names its session in the body)."""
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -75,6 +98,34 @@ class Admission:
         self.limits = limits
         self.limiter = limiter
         """None: rate limits are off."""
+
+    async def admit(
+        self, policy: Policy, authorization: str | None, ip: str, session_id: str | None
+    ) -> Principal:
+        """Authenticate, authorize ``policy.action`` on ``session_id``, then count one hit.
+
+        Args:
+            policy: the route's policy.
+            authorization: the ``Authorization`` header (None: absent).
+            ip: the caller's address (per-IP limits; per-client without credentials).
+            session_id: the path's canonical session id (None: the path has none).
+
+        Raises:
+            Unauthorized, Forbidden, RateLimited: refused; nothing was done.
+        """
+        principal = self.auth.authenticate(authorization)
+        if policy.action is not None and policy.authorize_on == "path":
+            self.auth.authorize(principal, policy.action, session_id)
+        if policy.bucket is not None:
+            identity = (
+                f"s:{session_id}"
+                if policy.per == "session"
+                else f"ip:{ip}"
+                if policy.per == "ip"
+                else Admission.client(principal, ip)
+            )
+            await self.limit(policy.bucket, identity)
+        return principal
 
     async def limit(self, bucket: str, identity: str) -> dict[str, str]:
         """Count one hit; return the ``RateLimit-*`` headers (empty when limits are off).

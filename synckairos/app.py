@@ -1,15 +1,20 @@
 """``create_app``: assemble a node's ASGI application.
 
-The lifespan opens the Redis clients, builds the ``Node``, the ``Hub`` and the
-``PubSubListener`` (run as a task for the node's life), and on SIGTERM/SIGINT
-closes every socket with 1001 before uvicorn's own shutdown. Starlette's HTTP
-errors (unknown path, wrong method) use the same ``{"error"}`` envelope.
+The lifespan builds every collaborator once, each handed to what uses it at
+construction (the ``Node`` gets its store, clock, ``Archive`` and durable
+writer; the scheduler subscribes to the node's deadlines explicitly), and
+starts the background services through one ``Services`` structure, which
+stops them in reverse order: scheduler, sockets (1001), GC unfreezer, heap
+trimmer, Sentinel watcher, pub/sub listener, then the Redis clients, the
+archive's pool and the durable writer. On SIGTERM/SIGINT every socket is
+closed with 1001 before uvicorn's own shutdown. Routes come from the route
+table (``synckairos.routes``); Starlette's HTTP errors (unknown path, wrong
+method) use the same ``{"error"}`` envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
@@ -23,7 +28,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from synckairos import gcwatch, heap, http_api, pages, ws_api
+from synckairos import gcwatch, heap, pages, routes, ws_api
 from synckairos.admission import Admission, Limits
 from synckairos.audit.archive import AuditArchive
 from synckairos.audit.durable import DurableWriter
@@ -32,12 +37,12 @@ from synckairos.config import Settings, load_settings
 from synckairos.cors import CorsMiddleware, CorsPolicy
 from synckairos.hub import Hub
 from synckairos.node import Clock, Node, wall_clock_ms
-from synckairos.openapi import build_openapi
 from synckairos.redis.connection import PrimaryWatcher, describe_redis, pubsub_client
 from synckairos.redis.pubsub import RedisPubSub
 from synckairos.redis.ratelimit import RedisRateLimiter
 from synckairos.redis.store import RedisStore
 from synckairos.scheduler import DeadlineScheduler
+from synckairos.services import Services
 from synckairos.wire import ErrorBody, ErrorEnvelope, encode
 
 __all__ = ["create_app"]
@@ -98,111 +103,95 @@ def create_app(settings: Settings | None = None, *, clock: Clock = wall_clock_ms
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gcwatch.install(freeze=settings.gc_unfreeze_s > 0)
-        unfreezing = (
-            asyncio.create_task(gcwatch.run_unfreezer(settings.gc_unfreeze_s))
-            if settings.gc_unfreeze_s > 0
-            else None
-        )
-        trimming = (
-            asyncio.create_task(heap.run_trimmer(settings.malloc_trim_s), name="malloc-trim")
-            if settings.malloc_trim_s > 0
-            else None
-        )
-        store = RedisStore.from_settings(settings)
-        pubsub_redis = pubsub_client(settings)
-        hub = Hub()
-        listener = RedisPubSub(
-            pubsub_redis,
-            hub,
-            clock,
-            prefix=settings.key_prefix,
-            subscribe_timeout=settings.subscribe_timeout_s,
-        )
-        app.state.admission = Admission(
-            AuthPolicy.from_settings(
-                settings.api_keys, settings.token_secret, settings.token_max_ttl_s
-            ),
-            Limits.from_settings(settings),
-            RedisRateLimiter(store.client, settings.key_prefix) if settings.rate_limits else None,
-        )
-        node = Node(
-            store,
-            clock=clock,
-            commit_retries=settings.commit_retries,
-            state_cache_size=settings.state_cache_size,
-            max_state_bytes=settings.max_state_bytes,
-            pending_ttl_ms=settings.pending_ttl_s * 1000,
-            paused_ttl_ms=settings.paused_ttl_s * 1000,
-            audit_writer=DurableWriter(
-                settings.database_url, budget_s=settings.durability_timeout_ms / 1000
+        async with Services() as services:
+            gcwatch.install(freeze=settings.gc_unfreeze_s > 0)
+            audit_writer = (
+                DurableWriter(settings.database_url, budget_s=settings.durability_timeout_ms / 1000)
+                if settings.durability == "postgres" and settings.database_url
+                else None
             )
-            if settings.durability == "postgres" and settings.database_url
-            else None,
-        )
-        if settings.database_url:
-            node.archive = AuditArchive(settings.database_url)
-        app.state.node = node
-        app.state.hub = hub
-        app.state.listener = listener
-        listening = asyncio.create_task(listener.run(), name="pubsub-listener")
-        watcher: PrimaryWatcher | None = None
-        watching: asyncio.Task[None] | None = None
-        if settings.redis_sentinels:
-            watcher = PrimaryWatcher(settings, clients=[store.client, pubsub_redis])
-            watcher.listeners.append(listener.reconnect)
-            watching = asyncio.create_task(watcher.run(), name="primary-watcher")
-        scheduler: DeadlineScheduler | None = None
-        scheduling: asyncio.Task[None] | None = None
-        if settings.scheduler:
-            scheduler = DeadlineScheduler(
-                node,
+            if audit_writer is not None:
+                services.on_stop("durable-writer", audit_writer.close)
+            archive = AuditArchive(settings.database_url) if settings.database_url else None
+            if archive is not None:
+                services.on_stop("audit-archive", archive.close)
+            pubsub_redis = pubsub_client(settings)
+            services.on_stop("pubsub-client", pubsub_redis.aclose)
+            store = RedisStore.from_settings(settings)
+            services.on_stop("store", store.close)
+            hub = Hub()
+            listener = RedisPubSub(
+                pubsub_redis,
+                hub,
+                clock,
+                prefix=settings.key_prefix,
+                subscribe_timeout=settings.subscribe_timeout_s,
+            )
+            node = Node(
                 store,
-                lease_ms=settings.deadline_lease_ms,
-                max_idle_s=settings.scheduler_max_idle_ms / 1000,
+                clock=clock,
+                commit_retries=settings.commit_retries,
+                state_cache_size=settings.state_cache_size,
+                max_state_bytes=settings.max_state_bytes,
+                pending_ttl_ms=settings.pending_ttl_s * 1000,
+                paused_ttl_ms=settings.paused_ttl_s * 1000,
+                archive=archive,
+                audit_writer=audit_writer,
             )
-            node.on_deadline = scheduler.notify
-            scheduling = asyncio.create_task(scheduler.run(), name="deadline-scheduler")
-        app.state.scheduler = scheduler
-        if not await store.ping():
-            logger.warning("Redis at %s is not answering yet", describe_redis(settings))
-        _close_sockets_before_shutdown(hub)
-        try:
+            app.state.admission = Admission(
+                AuthPolicy.from_settings(
+                    settings.api_keys, settings.token_secret, settings.token_max_ttl_s
+                ),
+                Limits.from_settings(settings),
+                RedisRateLimiter(store.client, settings.key_prefix)
+                if settings.rate_limits
+                else None,
+            )
+            app.state.node = node
+            app.state.hub = hub
+            app.state.listener = listener
+            services.run("pubsub-listener", listener.run(), stop=listener.stop)
+            if settings.redis_sentinels:
+                watcher = PrimaryWatcher(settings, clients=[store.client, pubsub_redis])
+                watcher.listeners.append(listener.reconnect)
+                services.run(
+                    "primary-watcher",
+                    watcher.run(),
+                    stop=watcher.stop,
+                    cancel=False,
+                    after=watcher.close,
+                )
+            if settings.malloc_trim_s > 0:
+                services.run("malloc-trim", heap.run_trimmer(settings.malloc_trim_s))
+            if settings.gc_unfreeze_s > 0:
+                services.run("gc-unfreezer", gcwatch.run_unfreezer(settings.gc_unfreeze_s))
+            services.on_stop(
+                "sockets", lambda: ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
+            )
+            scheduler: DeadlineScheduler | None = None
+            if settings.scheduler:
+                scheduler = DeadlineScheduler(
+                    node,
+                    store,
+                    lease_ms=settings.deadline_lease_ms,
+                    max_idle_s=settings.scheduler_max_idle_ms / 1000,
+                )
+                services.on_stop("deadline-watch", node.watch_deadlines(scheduler.notify))
+                services.run("deadline-scheduler", scheduler.run(), stop=scheduler.stop)
+            app.state.scheduler = scheduler
+            app.state.services = services
+            if not await store.ping():
+                logger.warning("Redis at %s is not answering yet", describe_redis(settings))
+            _close_sockets_before_shutdown(hub)
             yield
-        finally:
-            if scheduler is not None and scheduling is not None:
-                await scheduler.stop()
-                scheduling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await scheduling
-            await ws_api.close_all(hub, drain_timeout=SOCKET_DRAIN_TIMEOUT)
-            if unfreezing is not None:
-                unfreezing.cancel()
-            if trimming is not None:
-                trimming.cancel()
-            if watcher is not None and watching is not None:
-                watcher.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
-                await watcher.close()
-            listener.stop()
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
-            await store.close()
-            await pubsub_redis.aclose()
-            if node.archive is not None:
-                await node.archive.close()
-            if node.audit_writer is not None:
-                await node.audit_writer.close()
 
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.from_setting(settings.cors_origins))]
     app = Starlette(
-        routes=http_api.routes() + ws_api.routes() + pages.routes(),
+        routes=routes.http_routes() + ws_api.routes() + pages.routes(),
         lifespan=lifespan,
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},
     )
     app.state.settings = settings
-    app.state.openapi = build_openapi()
+    app.state.openapi = routes.openapi_document()
     return app

@@ -206,16 +206,17 @@ def _worker(args: argparse.Namespace) -> int:
 async def _node(settings: Settings) -> AsyncIterator[Node]:
     store = RedisStore.from_settings(settings)
     # Restored pending/paused sessions get their idle expiry, as on a server.
+    archive = AuditArchive(_require_database(settings))
     node = Node(
         store,
         pending_ttl_ms=settings.pending_ttl_s * 1000,
         paused_ttl_ms=settings.paused_ttl_s * 1000,
+        archive=archive,
     )
-    node.archive = AuditArchive(_require_database(settings))
     try:
         yield node
     finally:
-        await node.archive.close()
+        await archive.close()
         await store.close()
 
 

@@ -1,10 +1,13 @@
-"""HTTP endpoints of docs/protocol.md (everything but the WebSocket).
+"""HTTP handlers of docs/protocol.md (everything but the WebSocket).
 
-Each endpoint is wrapped by ``endpoint(route)``, the one place that maps
-``SyncKairosError`` to its status and ``{"error"}`` envelope, turns anything
-else into a logged 500, and records the request latency by route. Every
-endpoint that touches a session first calls ``_admit`` (authentication, role,
-rate limit: ``synckairos.admission``), so a refused request changes nothing.
+The route table (``synckairos.routes``) says which handler serves which path
+and method, with its metrics label and admission ``Policy``. ``endpoint``
+turns a row into a Starlette endpoint, the one place that canonicalizes the
+path's session id, admits the request (authentication, role, rate limit:
+``synckairos.admission``) before the handler runs, so a refused request
+changes nothing, maps ``SyncKairosError`` to its status and ``{"error"}``
+envelope, turns anything else into a logged 500, and records the request
+latency under the route's label. Handlers receive an ``Admitted`` request.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from synckairos import __version__, metrics
-from synckairos.admission import Admission
-from synckairos.auth import STALE_TOKEN, Action, Principal, Role
-from synckairos.config import Rate
-from synckairos.core import Cancel, Command, Complete, CreateSession, Pause, Resume, Start, Switch
+from synckairos.admission import Admission, Policy
+from synckairos.auth import ANONYMOUS, STALE_TOKEN, Principal, Role
+from synckairos.change import splice
+from synckairos.config import Rate, Settings
+from synckairos.core import Command, CreateSession, Switch
 from synckairos.exceptions import (
     Forbidden,
     PayloadTooLarge,
@@ -54,11 +57,28 @@ from synckairos.wire import (
     error_envelope,
 )
 
-__all__ = ["routes"]
+__all__ = [
+    "Admitted",
+    "Endpoint",
+    "Handler",
+    "command_handler",
+    "create_session",
+    "delete_session",
+    "endpoint",
+    "get_session",
+    "get_time",
+    "health",
+    "metrics_endpoint",
+    "mint_token",
+    "openapi",
+    "ready",
+    "switch_session",
+]
 
 logger = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+"""A Starlette endpoint."""
 
 _JSON = "application/json"
 #: ``If-Match: <version>``, ``"<version>"`` or ``W/"<version>"``: ASCII digits only
@@ -106,70 +126,113 @@ def _error(exc: SyncKairosError) -> Response:
     )
 
 
-def endpoint(route: str) -> Callable[[Endpoint], Endpoint]:
-    """Wrap an endpoint with error mapping and latency measurement."""
+class Admitted:
+    """A request its route's ``Policy`` admitted: what every handler receives.
 
-    def decorate(handler: Endpoint) -> Endpoint:
-        async def wrapped(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except SyncKairosError as exc:
-                response = _error(exc)
-            except Exception:
-                logger.exception("unhandled error on %s %s", request.method, route)
-                response = _error(SyncKairosError("internal server error"))
-            metrics.REQUEST_LATENCY.labels(route, request.method, response.status_code).observe(
-                time.perf_counter() - started
-            )
-            return response
+    Attributes are fixed; ``node``, ``admission`` and ``settings`` are the
+    node's (``app.state``).
+    """
 
-        return wrapped
+    __slots__ = ("policy", "principal", "request", "session_id")
 
-    return decorate
+    def __init__(
+        self,
+        request: Request,
+        principal: Principal,
+        session_id: str | None,
+        policy: Policy | None,
+    ) -> None:
+        self.request = request
+        """The Starlette request (headers, body)."""
+        self.principal = principal
+        """The authenticated caller (``ANONYMOUS`` on a public route)."""
+        self.session_id = session_id
+        """The path's session id, canonical (None: the path has none)."""
+        self.policy = policy
+        """The route's admission policy (None: public)."""
+
+    @property
+    def node(self) -> Node:
+        """The node that serves the request."""
+        node: Node = self.request.app.state.node
+        return node
+
+    @property
+    def admission(self) -> Admission:
+        """The node's auth policy and rate limiters."""
+        admission: Admission = self.request.app.state.admission
+        return admission
+
+    @property
+    def settings(self) -> Settings:
+        """The node's settings."""
+        settings: Settings = self.request.app.state.settings
+        return settings
+
+    @property
+    def session(self) -> str:
+        """The path's session id; only on routes whose path has one."""
+        assert self.session_id is not None, "the route's path has no session id"
+        return self.session_id
+
+    def authorize(self, session_id: str) -> None:
+        """Authorize the policy's action on ``session_id`` (``authorize_on="body"``).
+
+        Raises:
+            Unauthorized, Forbidden: refused.
+        """
+        assert self.policy is not None and self.policy.action is not None
+        self.admission.auth.authorize(self.principal, self.policy.action, session_id)
 
 
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+Handler = Callable[[Admitted], Awaitable[Response]]
+"""A handler of the route table: receives an admitted request."""
+
+
+def endpoint(
+    label: str, handler: Handler, policy: Policy | None, *, session_in_path: bool
+) -> Endpoint:
+    """The Starlette endpoint of one route-table row.
+
+    Args:
+        label: the route's metrics label (its path template).
+        handler: runs once the request is admitted.
+        policy: the admission policy (None: public, credentials not read).
+        session_in_path: the path has ``{session_id}``; it is canonicalized
+            first (400 when not a UUID, before authentication).
+    """
+
+    async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            session_id = _session_id(request) if session_in_path else None
+            principal = ANONYMOUS
+            if policy is not None:
+                admission: Admission = request.app.state.admission
+                principal = await admission.admit(
+                    policy, request.headers.get("authorization"), _client_ip(request), session_id
+                )
+            response = await handler(Admitted(request, principal, session_id, policy))
+        except SyncKairosError as exc:
+            response = _error(exc)
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, label)
+            response = _error(SyncKairosError("internal server error"))
+        metrics.REQUEST_LATENCY.labels(label, request.method, response.status_code).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
 
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _admit(
-    request: Request,
-    action: Action | None,
-    session_id: str | None,
-    bucket: str | None,
-    per: str = "client",
-) -> Principal:
-    """Authenticate, authorize ``action`` on ``session_id``, then count one hit.
-
-    ``per`` picks the rate-limit identity: ``"session"``, ``"client"`` or ``"ip"``.
-    Raises Unauthorized, Forbidden or RateLimited; nothing has been done then.
-    """
-    admission: Admission = request.app.state.admission
-    principal = admission.auth.authenticate(request.headers.get("authorization"))
-    if action is not None:
-        admission.auth.authorize(principal, action, session_id)
-    if bucket is not None:
-        ip = _client_ip(request)
-        identity = (
-            f"s:{session_id}"
-            if per == "session"
-            else f"ip:{ip}"
-            if per == "ip"
-            else Admission.client(principal, ip)
-        )
-        await admission.limit(bucket, identity)
-    return principal
-
-
-def _session_rate(request: Request) -> Rate | None:
-    admission: Admission = request.app.state.admission
-    return admission.session_rate()
+def _session_rate(call: Admitted) -> Rate | None:
+    return call.admission.session_rate()
 
 
 def _session_id(request: Request) -> str:
@@ -258,40 +321,33 @@ def _result(result: CommandResult, status: int = 200) -> Response:
     return _json(data_envelope(result.state_json), status, result.transition.state.version)
 
 
-@endpoint("/v1/sessions")
-async def create_session(request: Request) -> Response:
-    principal = await _admit(request, None, None, "create")
-    spec = canonical_create(decode_body(await _body(request), CreateSession))
-    admission: Admission = request.app.state.admission
-    admission.auth.authorize(principal, Action.CREATE, spec.session_id)
-    if principal.epoch is not None:
+async def create_session(call: Admitted) -> Response:
+    """``POST /v1/sessions``: authorized on the body's session id."""
+    spec = canonical_create(decode_body(await _body(call.request), CreateSession))
+    call.authorize(spec.session_id)
+    if call.principal.epoch is not None:
         # The token was minted for an incarnation that existed then: creating
         # the id again makes another one, over which it has no power.
         raise Unauthorized(STALE_TOKEN)
-    return _result(await _node(request).create(spec), 201)
+    return _result(await call.node.create(spec), 201)
 
 
-@endpoint("/v1/sessions/{id}")
-async def get_session(request: Request) -> Response:
-    session_id = _session_id(request)
-    principal = await _admit(request, Action.READ, session_id, "get")
-    return _json(data_envelope(await _node(request).get(session_id, epoch=principal.epoch)))
+async def get_session(call: Admitted) -> Response:
+    """``GET /v1/sessions/{session_id}``."""
+    return _json(data_envelope(await call.node.get(call.session, epoch=call.principal.epoch)))
 
 
-@endpoint("/v1/sessions/{id}")
-async def delete_session(request: Request) -> Response:
-    session_id = _session_id(request)
-    principal = await _admit(request, Action.CONTROL, session_id, "switch", per="session")
-    pre = _preconditions(request, None, None)
-    await _node(request).delete(session_id, pre.expected_version, epoch=principal.epoch)
+async def delete_session(call: Admitted) -> Response:
+    """``DELETE /v1/sessions/{session_id}`` (idempotent: 204)."""
+    pre = _preconditions(call.request, None, None)
+    await call.node.delete(call.session, pre.expected_version, epoch=call.principal.epoch)
     return Response(status_code=204)
 
 
-@endpoint("/v1/sessions/{id}/switch")
-async def switch_session(request: Request) -> Response:
-    session_id = _session_id(request)
-    principal = await _admit(request, Action.SWITCH, session_id, None)
-    body = decode_body(await _body(request), SwitchRequest, optional=True)
+async def switch_session(call: Admitted) -> Response:
+    """``POST /v1/sessions/{session_id}/switch``."""
+    principal = call.principal
+    body = decode_body(await _body(call.request), SwitchRequest, optional=True)
     current = body.current_participant_id
     command = Switch(body.next_participant_id)
     if principal.role is Role.PARTICIPANT:
@@ -302,36 +358,34 @@ async def switch_session(request: Request) -> Response:
         current = principal.participant_id
         # ... and the rotation order decides who plays next (docs/security.md).
         command = Switch(body.next_participant_id, rotation_only=True)
-    pre = _preconditions(request, body.expected_version, current, principal.epoch)
-    result = await _node(request).execute(session_id, command, pre, rate=_session_rate(request))
+    pre = _preconditions(call.request, body.expected_version, current, principal.epoch)
+    result = await call.node.execute(call.session, command, pre, rate=_session_rate(call))
     expired = result.transition.event.expired_participant_id
     if expired is None:
         return _result(result)
-    payload = b'{"expired_participant_id":"%s",%s' % (expired.encode(), result.state_json[1:])
+    payload = splice(b'"expired_participant_id":"%s"' % expired.encode(), result.state_json)
     return _json(data_envelope(payload), 200, result.transition.state.version)
 
 
-def _command_endpoint(name: str, command: Command) -> Endpoint:
-    @endpoint(f"/v1/sessions/{{id}}/{name}")
-    async def handle(request: Request) -> Response:
-        session_id = _session_id(request)
-        principal = await _admit(request, Action.CONTROL, session_id, None)
-        body = decode_body(await _body(request), CommandRequest, optional=True)
+def command_handler(name: str, command: Command) -> Handler:
+    """The handler of ``POST /v1/sessions/{session_id}/<name>``: apply ``command``."""
+
+    async def handle(call: Admitted) -> Response:
+        body = decode_body(await _body(call.request), CommandRequest, optional=True)
         pre = _preconditions(
-            request, body.expected_version, body.current_participant_id, principal.epoch
+            call.request, body.expected_version, body.current_participant_id, call.principal.epoch
         )
-        rate = _session_rate(request)
-        return _result(await _node(request).execute(session_id, command, pre, rate=rate))
+        rate = _session_rate(call)
+        return _result(await call.node.execute(call.session, command, pre, rate=rate))
 
     handle.__name__ = f"{name}_session"
     return handle
 
 
-@endpoint("/v1/sessions/{id}/tokens")
-async def mint_token(request: Request) -> Response:
-    session_id = _session_id(request)
-    await _admit(request, Action.MINT, session_id, "create")
-    body = decode_body(await _body(request), TokenRequest)
+async def mint_token(call: Admitted) -> Response:
+    """``POST /v1/sessions/{session_id}/tokens`` (ext)."""
+    session_id = call.session
+    body = decode_body(await _body(call.request), TokenRequest)
     role = Role(body.role)
     if (role is Role.PARTICIPANT) != (body.participant_id is not None):
         raise ValidationFailed(
@@ -344,8 +398,8 @@ async def mint_token(request: Request) -> Response:
                 }
             ],
         )
-    settings = request.app.state.settings
-    admission: Admission = request.app.state.admission
+    settings = call.settings
+    admission = call.admission
     ttl_s = body.ttl_s or settings.token_ttl_s
     if ttl_s > admission.auth.max_ttl_s:
         raise ValidationFailed(
@@ -360,7 +414,7 @@ async def mint_token(request: Request) -> Response:
         )
     try:
         # The token names the session's current incarnation (claim ``ep``).
-        _, epoch = await _node(request).load(session_id)
+        _, epoch = await call.node.load(session_id)
     except SessionNotFound:
         epoch = None  # not created yet: bound to the id only
     now_s = int(time.time())  # token expiry is checked against the system clock
@@ -371,24 +425,22 @@ async def mint_token(request: Request) -> Response:
     return _json(data_envelope(encode(minted)), 201)
 
 
-@endpoint("/v1/time")
-async def get_time(request: Request) -> Response:
-    await _admit(request, None, None, "time", per="ip")
-    node = _node(request)
-    tolerance: int = request.app.state.settings.drift_tolerance_ms
-    return _json(encode(TimeResponse(node.clock(), API_VERSION, tolerance, __version__)))
+async def get_time(call: Admitted) -> Response:
+    """``GET /v1/time`` and ``GET /time``: the server clock."""
+    tolerance: int = call.settings.drift_tolerance_ms
+    return _json(encode(TimeResponse(call.node.clock(), API_VERSION, tolerance, __version__)))
 
 
-@endpoint("/health")
-async def health(request: Request) -> Response:
+async def health(call: Admitted) -> Response:
+    """``GET /health``: liveness."""
     return _json(encode(HealthResponse("ok")))
 
 
-@endpoint("/ready")
-async def ready(request: Request) -> Response:
-    node = _node(request)
+async def ready(call: Admitted) -> Response:
+    """``GET /ready``: Redis reachable and the pub/sub listener running."""
+    node = call.node
     redis_up = await node.store.ping()
-    listening: bool = request.app.state.listener.alive
+    listening: bool = call.request.app.state.listener.alive
     ok = redis_up and listening
     audit = "not_configured"
     if node.archive is not None:
@@ -402,16 +454,16 @@ async def ready(request: Request) -> Response:
     return _json(encode(body), 200 if ok else 503)
 
 
-@endpoint("/metrics")
-async def metrics_endpoint(request: Request) -> Response:
-    node = _node(request)
+async def metrics_endpoint(call: Admitted) -> Response:
+    """``GET /metrics``: Prometheus text, Redis figures refreshed on scrape."""
+    node = call.node
     metrics.REDIS_UP.set(1 if await node.store.ping() else 0)
     if node.archive is None:
         metrics.POSTGRES_UP.set(-1)
     else:
         metrics.POSTGRES_UP.set(1 if await node.archive.ping() else 0)
     try:
-        stats = await _node(request).store.stats()
+        stats = await node.store.stats()
     except SyncKairosError:
         logger.warning("metrics: state store unreachable, Redis figures not refreshed")
     else:
@@ -422,37 +474,12 @@ async def metrics_endpoint(request: Request) -> Response:
         metrics.AUDIT_PERSISTED.set(stats.audit_persisted)
         metrics.AUDIT_RETRIES.set(stats.audit_retries)
         metrics.AUDIT_DEAD_LETTERED.set(stats.audit_dead_lettered)
-        lag_ms = (
-            0 if stats.oldest_outbox_ms is None else _node(request).clock() - stats.oldest_outbox_ms
-        )
+        lag_ms = 0 if stats.oldest_outbox_ms is None else node.clock() - stats.oldest_outbox_ms
         metrics.AUDIT_RELAY_LAG.set(max(0, lag_ms) / 1000)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@endpoint("/openapi.json")
-async def openapi(request: Request) -> Response:
-    document: bytes = request.app.state.openapi
+async def openapi(call: Admitted) -> Response:
+    """``GET /openapi.json``: the document built from the route table."""
+    document: bytes = call.request.app.state.openapi
     return _json(document)
-
-
-def routes() -> list[BaseRoute]:
-    """Return the HTTP routes of a node."""
-    session = "/v1/sessions/{session_id}"
-    return [
-        Route("/v1/sessions", create_session, methods=["POST"]),
-        Route(session, get_session, methods=["GET"]),
-        Route(session, delete_session, methods=["DELETE"]),
-        Route(f"{session}/switch", switch_session, methods=["POST"]),
-        Route(f"{session}/start", _command_endpoint("start", Start()), methods=["POST"]),
-        Route(f"{session}/pause", _command_endpoint("pause", Pause()), methods=["POST"]),
-        Route(f"{session}/resume", _command_endpoint("resume", Resume()), methods=["POST"]),
-        Route(f"{session}/complete", _command_endpoint("complete", Complete()), methods=["POST"]),
-        Route(f"{session}/cancel", _command_endpoint("cancel", Cancel()), methods=["POST"]),
-        Route(f"{session}/tokens", mint_token, methods=["POST"]),
-        Route("/v1/time", get_time, methods=["GET"]),
-        Route("/time", get_time, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ]

@@ -43,6 +43,8 @@ __all__ = [
     "WS_SLOW_CONSUMERS",
 ]
 
+#: ``route`` is the route's path template from the route table
+#: (``synckairos.routes``), e.g. ``/v1/sessions/{session_id}/switch``.
 REQUEST_LATENCY = Histogram(
     "synckairos_http_request_duration_seconds",
     "HTTP request latency by route, method and status.",

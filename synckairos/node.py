@@ -32,9 +32,9 @@ import msgspec
 from msgspec.structs import replace
 
 from synckairos import metrics
-from synckairos.audit.archive import AuditArchive, Snapshot
-from synckairos.audit.durable import DurableWriter
+from synckairos.audit.contract import Archive, DurableSink, Snapshot
 from synckairos.auth import STALE_TOKEN
+from synckairos.change import decode_change, decode_event, encode_change, encode_deletion
 from synckairos.config import Rate
 from synckairos.core import (
     TERMINAL_STATUSES,
@@ -66,9 +66,19 @@ from synckairos.exceptions import (
 )
 from synckairos.store import Change, Store
 
-__all__ = ["Clock", "CommandResult", "Node", "Preconditions", "restore_version", "wall_clock_ms"]
+__all__ = [
+    "Clock",
+    "CommandResult",
+    "DeadlineWatcher",
+    "Node",
+    "Preconditions",
+    "restore_version",
+    "wall_clock_ms",
+]
 
 Clock = Callable[[], int]
+DeadlineWatcher = Callable[[int], None]
+"""Called with each wake-up time (epoch ms) a node commits; must not block or raise."""
 
 
 def wall_clock_ms() -> int:
@@ -135,24 +145,6 @@ _encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(SessionState)
 
 
-class _ChangeEvent(msgspec.Struct, frozen=True):
-    """The ``event`` of a history entry ``{"version","event","state","ts"}``."""
-
-    event: Event
-
-
-_change_event_decoder = msgspec.json.Decoder(_ChangeEvent)
-
-
-def _change_json(transition: Transition, state_json: bytes, now: int) -> bytes:
-    return b'{"version":%d,"event":%s,"state":%s,"ts":%d}' % (
-        transition.state.version,
-        _encoder.encode(transition.event),
-        state_json,
-        now,
-    )
-
-
 class _SessionLock:
     """A per-session lock and how many commands hold or await it."""
 
@@ -174,6 +166,10 @@ class Node:
     command is applied again: never a lost update, and a precondition or
     transition that fails on a cached state is checked again on a fresh one
     before it is reported. Reads (``get``) always go to Redis.
+
+    Every collaborator is given at construction (the store, the clock, the
+    ``Archive``, the ``DurableSink``) and fixed for the node's life; the one
+    subscription is ``watch_deadlines`` (the local scheduler's wake-up).
     """
 
     def __init__(
@@ -186,16 +182,15 @@ class Node:
         max_state_bytes: int | None = None,
         pending_ttl_ms: int = 0,
         paused_ttl_ms: int = 0,
-        audit_writer: DurableWriter | None = None,
+        archive: Archive | None = None,
+        audit_writer: DurableSink | None = None,
     ):
         self.store = store
         self.clock = clock
         """Returns the current server time in epoch ms. The only clock read."""
         self.commit_retries = commit_retries
-        self.on_deadline: Callable[[int], None] | None = None
-        """Called with each deadline this node commits (wakes the local scheduler)."""
-        self.archive: AuditArchive | None = None
-        """Where sessions Redis lost are restored from (None: no audit store)."""
+        self._archive = archive
+        self._deadline_watchers: list[DeadlineWatcher] = []
         self.state_cache_size = state_cache_size
         self.max_state_bytes = max_state_bytes
         """Largest state JSON a create or command may produce (None: unbounded)."""
@@ -207,6 +202,25 @@ class Node:
         caller gets an answer (None: Redis answers for durability)."""
         self._states: dict[str, tuple[SessionState, str]] = {}
         self._locks: dict[str, _SessionLock] = {}
+
+    @property
+    def archive(self) -> Archive | None:
+        """Where sessions Redis lost are restored from (None: no audit store)."""
+        return self._archive
+
+    def watch_deadlines(self, watcher: DeadlineWatcher) -> Callable[[], None]:
+        """Call ``watcher`` with the wake-up time of every change this node commits.
+
+        The local scheduler subscribes so it wakes for a deadline earlier than
+        the one it sleeps towards. Call the returned function to unsubscribe.
+        """
+        self._deadline_watchers.append(watcher)
+
+        def unsubscribe() -> None:
+            if watcher in self._deadline_watchers:
+                self._deadline_watchers.remove(watcher)
+
+        return unsubscribe
 
     def _remember(self, state: SessionState, epoch: str) -> None:
         if self.state_cache_size <= 0 or not epoch:
@@ -267,9 +281,9 @@ class Node:
         Raises:
             StoreUnavailable: Redis or PostgreSQL cannot be reached.
         """
-        if self.archive is None:
+        if self._archive is None:
             return False
-        snapshot = await self.archive.latest_snapshot(session_id)
+        snapshot = await self._archive.latest_snapshot(session_id)
         if snapshot is None:
             return False
         return await self._restore(snapshot, over_version)
@@ -333,8 +347,8 @@ class Node:
 
     async def _refuse_archived(self, session_id: str) -> None:
         """Raise ``SessionExists`` when the archive holds a live incarnation of the id."""
-        assert self.archive is not None
-        snapshot = await self.archive.latest_snapshot(session_id)
+        assert self._archive is not None
+        snapshot = await self._archive.latest_snapshot(session_id)
         if snapshot is None:
             return
         stored = await self.store.load(session_id)
@@ -505,7 +519,7 @@ class Node:
         for version, change_json in history.changes:
             if version != state.version:
                 continue
-            event = _change_event_decoder.decode(change_json).event
+            event = decode_event(decode_change(change_json))
             if event.reason == "timeout" and event.participant_id is not None:
                 return event.participant_id
         return None
@@ -592,7 +606,7 @@ class Node:
             stored = await self.store.load(session_id)
             if stored is not None and not stored.deleted:
                 _check_epoch(epoch, stored.epoch)
-        deletion = b'{"deleted":true,"ts":%d}' % self.clock()
+        deletion = encode_deletion(self.clock())
         self._forget(session_id)
         event_id = uuid.uuid4().hex
         deleted = await self.store.delete(
@@ -669,7 +683,7 @@ class Node:
         wake_ms = state.deadline_ms
         if wake_ms is None:
             wake_ms = self.idle_expiry(state)
-        change_json = _change_json(transition, state_json, now)
+        change_json = encode_change(state.version, transition.event, state_json, now)
         event_id = uuid.uuid4().hex
         try:
             result = await self.store.commit(
@@ -698,8 +712,9 @@ class Node:
             return None
         self._remember(state, result.epoch)
         metrics.COMMITS.labels(transition.event.type).inc()
-        if wake_ms is not None and self.on_deadline is not None:
-            self.on_deadline(wake_ms)
+        if wake_ms is not None:
+            for watch in self._deadline_watchers:
+                watch(wake_ms)
         if self.audit_writer is not None:
             await self.audit_writer.write(
                 [

@@ -1,11 +1,15 @@
-"""The OpenAPI 3.1 document, generated from the same msgspec schemas the API decodes.
+"""The OpenAPI 3.1 document, generated from the route table and the msgspec schemas.
 
 Request and response bodies come from ``msgspec.json.schema_components``, so
-the document cannot drift from what the server accepts and sends.
+the document cannot drift from what the server accepts and sends; its paths
+and operations come from the route table (``synckairos.routes``, each row's
+``operation``, built with the helpers here), so it cannot drift from what the
+server routes either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -24,57 +28,75 @@ from synckairos.wire import (
     TokenResponse,
 )
 
-__all__ = ["build_openapi"]
+__all__ = [
+    "ERRORS",
+    "IF_MATCH",
+    "SESSION_ID",
+    "Operation",
+    "build_openapi",
+    "command",
+    "data",
+    "json_content",
+    "ref",
+    "response",
+]
+
+Operation = dict[str, Any]
+"""One OpenAPI operation object (summary, parameters, requestBody, responses)."""
 
 _REF = "#/components/schemas/{name}"
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
+    """A reference to the component schema ``name``."""
     return {"$ref": _REF.format(name=name)}
 
 
-def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON ``content`` object of ``schema``."""
     return {"application/json": {"schema": schema}}
 
 
-def _data(name: str) -> dict[str, Any]:
-    return {"type": "object", "required": ["data"], "properties": {"data": _ref(name)}}
+def data(name: str) -> dict[str, Any]:
+    """The ``{"data": <name>}`` envelope of a success body."""
+    return {"type": "object", "required": ["data"], "properties": {"data": ref(name)}}
 
 
-def _response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response object, with a JSON body of ``schema`` if given."""
     out: dict[str, Any] = {"description": description}
     if schema is not None:
-        out["content"] = _json_content(schema)
+        out["content"] = json_content(schema)
     return out
 
 
-_ERRORS = {
-    "400": _response(
+ERRORS = {
+    "400": response(
         "VALIDATION_ERROR (details: [{field (dot path), message, code}]) or "
         "INVALID_STATE_TRANSITION",
-        _ref("ErrorEnvelope"),
+        ref("ErrorEnvelope"),
     ),
-    "404": _response("SESSION_NOT_FOUND", _ref("ErrorEnvelope")),
-    "409": _response("CONFLICT (precondition failed)", _ref("ErrorEnvelope")),
-    "401": _response("UNAUTHORIZED (credentials missing or invalid)", _ref("ErrorEnvelope")),
-    "403": _response("FORBIDDEN (the credentials do not allow this)", _ref("ErrorEnvelope")),
-    "408": _response("REQUEST_TIMEOUT (body too slow)", _ref("ErrorEnvelope")),
-    "413": _response(
+    "404": response("SESSION_NOT_FOUND", ref("ErrorEnvelope")),
+    "409": response("CONFLICT (precondition failed)", ref("ErrorEnvelope")),
+    "401": response("UNAUTHORIZED (credentials missing or invalid)", ref("ErrorEnvelope")),
+    "403": response("FORBIDDEN (the credentials do not allow this)", ref("ErrorEnvelope")),
+    "408": response("REQUEST_TIMEOUT (body too slow)", ref("ErrorEnvelope")),
+    "413": response(
         "PAYLOAD_TOO_LARGE (request body, or a session state over SYNCKAIROS_MAX_STATE_BYTES)",
-        _ref("ErrorEnvelope"),
+        ref("ErrorEnvelope"),
     ),
-    "429": _response(
+    "429": response(
         "RATE_LIMIT_EXCEEDED (retry_after_seconds; Retry-After and RateLimit-* headers)",
-        _ref("ErrorEnvelope"),
+        ref("ErrorEnvelope"),
     ),
-    "503": _response(
+    "503": response(
         "UNAVAILABLE (state store unreachable; Retry-After; details.outcome may be unknown) "
         "or SESSION_LIMIT_REACHED (a create beyond SYNCKAIROS_MAX_LIVE_SESSIONS)",
-        _ref("ErrorEnvelope"),
+        ref("ErrorEnvelope"),
     ),
 }
 
-_SESSION_ID = {
+SESSION_ID = {
     "name": "session_id",
     "in": "path",
     "required": True,
@@ -87,7 +109,7 @@ _SESSION_ID = {
         "maxLength": 36,
     },
 }
-_IF_MATCH = {
+IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "required": False,
@@ -97,16 +119,15 @@ _IF_MATCH = {
 }
 
 
-def _command(
+def command(
     summary: str, body: str, result: str = "SessionState", answer: str = "The new state"
-) -> dict[str, Any]:
+) -> Operation:
+    """The operation of a session command (``POST /v1/sessions/{session_id}/<command>``)."""
     return {
-        "post": {
-            "summary": summary,
-            "parameters": [_SESSION_ID, _IF_MATCH],
-            "requestBody": {"required": False, "content": _json_content(_ref(body))},
-            "responses": {"200": _response(answer, _data(result)), **_ERRORS},
-        }
+        "summary": summary,
+        "parameters": [SESSION_ID, IF_MATCH],
+        "requestBody": {"required": False, "content": json_content(ref(body))},
+        "responses": {"200": response(answer, data(result)), **ERRORS},
     }
 
 
@@ -134,7 +155,7 @@ _SWITCH_RESULT = {
     "out before the switch arrived), the state the timeout left, unchanged, with "
     "expired_participant_id (docs/compatibility.md).",
     "allOf": [
-        _ref("SessionState"),
+        ref("SessionState"),
         {
             "type": "object",
             "properties": {
@@ -148,8 +169,13 @@ _SWITCH_RESULT = {
 }
 
 
-def build_openapi() -> bytes:
-    """Return the OpenAPI document as JSON bytes."""
+def build_openapi(operations: Iterable[tuple[str, str, Operation]]) -> bytes:
+    """Return the OpenAPI document as JSON bytes.
+
+    Args:
+        operations: ``(path, method, operation)`` of every documented route, in
+            order (``synckairos.routes.openapi_document`` passes the table's).
+    """
     (_, components) = msgspec.json.schema_components(
         [
             CreateSession,
@@ -167,103 +193,9 @@ def build_openapi() -> bytes:
     )
     _absent_not_null(components)
     components["SwitchResult"] = _SWITCH_RESULT
-    time_get = {
-        "get": {
-            "summary": "Server time for clock synchronization",
-            "responses": {"200": _response("Server clock", _ref("TimeResponse"))},
-        }
-    }
-    session = "/v1/sessions/{session_id}"
-    paths: dict[str, Any] = {
-        "/v1/sessions": {
-            "post": {
-                "summary": "Create a session (never overwrites: 409 SESSION_EXISTS)",
-                "requestBody": {"required": True, "content": _json_content(_ref("CreateSession"))},
-                "responses": {
-                    "201": _response("Created", _data("SessionState")),
-                    "409": _response("SESSION_EXISTS", _ref("ErrorEnvelope")),
-                    **{k: v for k, v in _ERRORS.items() if k != "409"},
-                },
-            }
-        },
-        session: {
-            "get": {
-                "summary": "Current state",
-                "parameters": [_SESSION_ID],
-                "responses": {"200": _response("The state", _data("SessionState")), **_ERRORS},
-            },
-            "delete": {
-                "summary": "Delete a session and notify its subscribers",
-                "parameters": [_SESSION_ID, _IF_MATCH],
-                "responses": {
-                    "204": _response(
-                        "Deleted, or did not exist (idempotent); with If-Match a missing "
-                        "session is a 404"
-                    ),
-                    **_ERRORS,
-                },
-            },
-        },
-        f"{session}/start": _command("Start a pending session", "CommandRequest"),
-        f"{session}/switch": _command(
-            "End the active turn and activate the next participant",
-            "SwitchRequest",
-            "SwitchResult",
-            "The new state, or (the flag fell first) the unchanged state with "
-            "expired_participant_id",
-        ),
-        f"{session}/pause": _command("Pause a running session", "CommandRequest"),
-        f"{session}/resume": _command("Resume a paused session", "CommandRequest"),
-        f"{session}/complete": _command(
-            "Complete a session",
-            "CommandRequest",
-            answer="The new state; on a finished session (completed, expired, cancelled) "
-            "the unchanged state (no new version)",
-        ),
-        f"{session}/cancel": _command("Cancel a session", "CommandRequest"),
-        f"{session}/tokens": {
-            "post": {
-                "summary": "Mint a session token (ext; needs an API key and a token secret)",
-                "parameters": [_SESSION_ID],
-                "requestBody": {"required": True, "content": _json_content(_ref("TokenRequest"))},
-                "responses": {"201": _response("Minted", _data("TokenResponse")), **_ERRORS},
-            }
-        },
-        "/v1/time": time_get,
-        "/time": time_get,
-        "/health": {
-            "get": {
-                "summary": "Liveness",
-                "responses": {"200": _response("Alive", _ref("HealthResponse"))},
-            }
-        },
-        "/ready": {
-            "get": {
-                "summary": "Readiness: Redis reachable",
-                "responses": {
-                    "200": _response("Ready", _ref("ReadyResponse")),
-                    "503": _response("Not ready", _ref("ReadyResponse")),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
-            }
-        },
-    }
+    paths: dict[str, Any] = {}
+    for path, method, operation in operations:
+        paths.setdefault(path, {})[method.lower()] = operation
     document = {
         "openapi": "3.1.0",
         "info": {"title": "SyncKairos", "version": __version__},

@@ -3,12 +3,16 @@
 Server messages are built as text by splicing the JSON the store already
 holds (a change or a state) into a small envelope, so a change is encoded once
 per node however many sockets receive it. Field names follow the Node.js
-SyncKairos (``sessionId``, ``timestamp``); our extensions use snake_case.
+SyncKairos (``sessionId``, ``timestamp``); our extensions use snake_case. The
+change inside a STATE_UPDATE is the change message of ``synckairos.change``,
+decoded and spliced with its functions (one schema).
 """
 
 from __future__ import annotations
 
 import msgspec
+
+from synckairos.change import decode_header, splice
 
 __all__ = [
     "ClientMessage",
@@ -40,13 +44,6 @@ class ClientMessage(msgspec.Struct, frozen=True):
     reconnect_attempt: int | None = None
 
 
-class _Header(msgspec.Struct, frozen=True):
-    epoch: str = ""
-    version: int = 0
-    deleted: bool = False
-    ts: int = 0
-
-
 class Delivery(msgspec.Struct, frozen=True):
     """One published change as the hub hands it to a node's sockets."""
 
@@ -63,7 +60,6 @@ class Delivery(msgspec.Struct, frozen=True):
 
 
 _client_decoder = msgspec.json.Decoder(ClientMessage)
-_header_decoder = msgspec.json.Decoder(_Header)
 _encoder = msgspec.json.Encoder()
 
 
@@ -79,22 +75,32 @@ def decode_client_message(data: str | bytes) -> ClientMessage:
 def decode_delivery(session_id: str, payload: bytes, now: int) -> Delivery:
     """Turn a pub/sub payload of the commit script into a ``Delivery``.
 
-    The payload is ``{"epoch","version","event","state","ts"}`` for a change
-    and ``{"deleted": true, "ts"}`` for a deletion.
+    The payload is ``change.publish_payload``: ``{"epoch","version","event",
+    "state","ts"}`` for a change and ``{"deleted": true, "ts"}`` for a
+    deletion.
+
+    Raises:
+        msgspec.DecodeError: not a change message.
     """
-    header = _header_decoder.decode(payload)
+    header = decode_header(payload)
     if header.deleted:
         return Delivery(0, "", True, header.ts, session_deleted(session_id, now))
-    head = f'{{"type":"STATE_UPDATE","sessionId":"{session_id}","timestamp":{now},'
-    return Delivery(header.version, header.epoch, False, header.ts, head + payload[1:].decode())
+    head = b'"type":"STATE_UPDATE","sessionId":"%s","timestamp":%d' % (session_id.encode(), now)
+    text = splice(head, payload).decode()
+    return Delivery(header.version, header.epoch, False, header.ts, text)
 
 
 def state_update_from_history(session_id: str, epoch: str, change_json: bytes, now: int) -> str:
-    """A STATE_UPDATE rebuilt from a history entry ``{"version","event","state","ts"}``."""
-    head = (
-        f'{{"type":"STATE_UPDATE","sessionId":"{session_id}","timestamp":{now},"epoch":"{epoch}",'
+    """A STATE_UPDATE rebuilt from a history entry (``change.encode_change``).
+
+    The same message ``decode_delivery`` builds from the published change.
+    """
+    head = b'"type":"STATE_UPDATE","sessionId":"%s","timestamp":%d,"epoch":"%s"' % (
+        session_id.encode(),
+        now,
+        epoch.encode(),
     )
-    return head + change_json[1:].decode()
+    return splice(head, change_json).decode()
 
 
 def connected(session_id: str, now: int) -> str:

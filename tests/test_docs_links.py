@@ -27,7 +27,7 @@ import msgspec
 import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from synckairos import exceptions, http_api, pages, ws_api
+from synckairos import exceptions, pages, routes, ws_api
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "docs" / "protocol.md"
@@ -274,7 +274,7 @@ def _protocol() -> str:
 def _http_routes() -> list[tuple[str, str]]:
     """(method, path) of every HTTP route a node registers (API and pages)."""
     found: list[tuple[str, str]] = []
-    for route in http_api.routes() + pages.routes():
+    for route in routes.http_routes() + pages.routes():
         if isinstance(route, Route):
             methods = sorted((route.methods or set()) - {"HEAD"}) or ["GET"]
             found.extend((method, route.path) for method in methods)

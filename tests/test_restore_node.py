@@ -69,9 +69,7 @@ async def _lose(store: RedisStore, session_id: str) -> None:
 
 
 def _restoring(store: RedisStore, clock: FakeClock, archive: AuditArchive) -> Node:
-    node = Node(store, clock=clock)
-    node.archive = archive
-    return node
+    return Node(store, clock=clock, archive=archive)
 
 
 def test_restore_version_is_above_the_persisted_version_and_the_clock_in_us():

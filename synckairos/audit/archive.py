@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import msgspec
 
+from synckairos.audit.contract import LatestEvent, Snapshot
 from synckairos.exceptions import StoreUnavailable
 
 __all__ = ["AuditArchive", "LatestEvent", "Snapshot"]
@@ -40,42 +40,9 @@ FROM sync_events
 ORDER BY session_id, committed_at_ms DESC, version DESC
 """
 
-_TERMINAL = ("expired", "completed", "cancelled")
-
-
-class Snapshot(msgspec.Struct, frozen=True):
-    """A live session's newest persisted state: what a restore starts from."""
-
-    state_json: bytes
-    version: int
-    """The persisted version (``sync_events.version``)."""
-    epoch: str
-    """The incarnation it belongs to (``sync_events.epoch``; "" in rows older than epochs)."""
-
-
-class LatestEvent(msgspec.Struct, frozen=True):
-    """The newest persisted event of a session."""
-
-    session_id: str
-    event_type: str
-    version: int
-    status: str | None
-    epoch: str = ""
-    """The incarnation the event belongs to."""
-
-    @property
-    def deleted(self) -> bool:
-        """True when the session's last event is its deletion."""
-        return self.event_type == "session_deleted"
-
-    @property
-    def unfinished(self) -> bool:
-        """True when the session exists and is not expired, completed or cancelled."""
-        return not self.deleted and self.status not in _TERMINAL
-
 
 class AuditArchive:
-    """Reads snapshots from PostgreSQL; the pool is opened in the caller's loop."""
+    """The ``Archive`` on PostgreSQL; the pool is opened in the caller's loop."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url

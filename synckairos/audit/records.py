@@ -2,8 +2,9 @@
 
 An outbox entry, written by the commit script, has the fields ``id`` (event
 id), ``sid``, ``v`` (version), ``t`` (event type), ``e`` (history epoch) and
-``c``: the change JSON ``{"version", "event", "state", "ts"}``, or
-``{"deleted": true, "ts"}`` for a deletion. The relay ships entries to the
+``c``: the change message (``synckairos.change``: ``{"version", "event",
+"state", "ts"}``, or ``{"deleted": true, "ts"}`` for a deletion), decoded with
+``change.decode_change``. The relay ships entries to the
 worker as ``OutboxEvent`` lists (JSON-friendly); the worker turns them into
 rows of ``sync_events``, ``sync_sessions`` and ``sync_participants``.
 """
@@ -14,6 +15,9 @@ from typing import Any
 
 import msgspec
 
+from synckairos.audit.contract import OutboxEvent
+from synckairos.change import decode_change, decode_event
+
 __all__ = [
     "EventRow",
     "OutboxEvent",
@@ -22,9 +26,6 @@ __all__ = [
     "from_stream_fields",
     "to_rows",
 ]
-
-OutboxEvent = tuple[str, str, int, str, str, str]
-"""``(event_id, session_id, version, event_type, epoch, change_json)``."""
 
 
 class _Participant(msgspec.Struct):
@@ -50,21 +51,7 @@ class _State(msgspec.Struct):
     metadata: dict[str, Any] | None = None
 
 
-class _Event(msgspec.Struct):
-    type: str = ""
-    participant_id: str | None = None
-
-
-class _Change(msgspec.Struct):
-    ts: int = 0
-    deleted: bool = False
-    event: msgspec.Raw = msgspec.Raw(b"")
-    state: msgspec.Raw = msgspec.Raw(b"")
-
-
-_change_decoder = msgspec.json.Decoder(_Change)
 _state_decoder = msgspec.json.Decoder(_State)
-_event_decoder = msgspec.json.Decoder(_Event)
 
 
 class EventRow(msgspec.Struct, frozen=True, array_like=True):
@@ -141,8 +128,8 @@ def to_rows(
     newest: dict[str, tuple[int, _State]] = {}
     deleted: list[str] = []
     for event_id, session_id, version, event_type, epoch, change_json in events:
-        change = _change_decoder.decode(change_json)
-        if change.deleted or len(change.state) == 0 or bytes(change.state) == b"null":
+        change = decode_change(change_json)
+        if not change.has_state:
             rows.append(
                 EventRow(
                     event_id, session_id, event_type, None, None, None, None, None,
@@ -152,7 +139,7 @@ def to_rows(
             deleted.append(session_id)
             continue
         state = _state_decoder.decode(change.state)
-        event = _event_decoder.decode(change.event) if len(change.event) else _Event()
+        event = decode_event(change)
         who = event.participant_id or state.active_participant_id
         person = next((p for p in state.participants if p.participant_id == who), None)
         rows.append(

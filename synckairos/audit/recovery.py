@@ -11,19 +11,52 @@ and created again restarts at version 1, so Redis holding another epoch than
 PostgreSQL's newest event is a newer incarnation whose events are on their
 way, never a reason to overwrite it. Versions are plain Python ints: a
 restored session's are ~1.8e15 (``Node.restore``).
+
+Recovery sits below the node: it needs only a ``Restorer`` (what it asks of
+one: the store, the archive, ``restore``), which ``synckairos.node.Node``
+satisfies; it never imports the node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
-from synckairos.node import Node
+from synckairos.audit.contract import Archive
+from synckairos.store import StoredSession
 
-__all__ = ["ReconcileReport", "reconcile", "recover_all"]
+__all__ = ["Progress", "ReconcileReport", "Restorer", "SessionReader", "reconcile", "recover_all"]
 
 Progress = Callable[[int, int], None]
+"""Called with (sessions done, sessions in all) after each session."""
+
+
+class SessionReader(Protocol):
+    """What recovery reads of the state store (``synckairos.store.Store`` is one)."""
+
+    async def load(self, session_id: str) -> StoredSession | None:
+        """The session as stored, a tombstone, or None when absent."""
+        ...
+
+
+class Restorer(Protocol):
+    """What recovery needs of a node: ``synckairos.node.Node`` is one."""
+
+    @property
+    def store(self) -> SessionReader:
+        """The state store sessions are restored into."""
+        ...
+
+    @property
+    def archive(self) -> Archive | None:
+        """The audit store sessions are restored from (recovery needs one)."""
+        ...
+
+    async def restore(self, session_id: str, *, over_version: int = 0) -> bool:
+        """Restore one session from its latest snapshot (``Node.restore``'s contract)."""
+        ...
 
 
 class ReconcileReport(msgspec.Struct):
@@ -41,8 +74,12 @@ class ReconcileReport(msgspec.Struct):
     repaired: list[str] = msgspec.field(default_factory=list)
 
 
-async def recover_all(node: Node, progress: Progress | None = None) -> list[str]:
-    """Restore every unfinished session Redis lacks; returns the ids restored."""
+async def recover_all(node: Restorer, progress: Progress | None = None) -> list[str]:
+    """Restore every unfinished session Redis lacks; returns the ids restored.
+
+    Raises:
+        StoreUnavailable: Redis or the archive cannot be reached.
+    """
     assert node.archive is not None, "recover_all needs an audit store"
     candidates = [e.session_id for e in await node.archive.latest_events() if e.unfinished]
     restored: list[str] = []
@@ -55,9 +92,13 @@ async def recover_all(node: Node, progress: Progress | None = None) -> list[str]
 
 
 async def reconcile(
-    node: Node, *, repair: bool = True, progress: Progress | None = None
+    node: Restorer, *, repair: bool = True, progress: Progress | None = None
 ) -> ReconcileReport:
-    """Compare Redis and PostgreSQL versions; repair where PostgreSQL is newer."""
+    """Compare Redis and PostgreSQL versions; repair where PostgreSQL is newer.
+
+    Raises:
+        StoreUnavailable: Redis or the archive cannot be reached.
+    """
     assert node.archive is not None, "reconcile needs an audit store"
     report = ReconcileReport()
     events = [e for e in await node.archive.latest_events() if not e.deleted]
