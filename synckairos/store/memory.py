@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from synckairos.change import publish_payload
 from synckairos.config import Rate
 from synckairos.exceptions import (
     Conflict,
@@ -215,9 +216,7 @@ class MemoryStore:
             current.expires_at = self.clock() + self.finished_ttl_ms
         else:
             self._active.add(session_id)
-        self._send(
-            session_id, b'{"epoch":"' + current.epoch.encode() + b'",' + change.change_json[1:]
-        )
+        self._send(session_id, publish_payload(change.change_json, current.epoch))
         return CommitResult(committed=True, epoch=current.epoch)
 
     async def delete(
