@@ -33,6 +33,7 @@ from rich.progress import Progress
 
 from synckairos import __version__
 from synckairos.audit.archive import AuditArchive
+from synckairos.audit.durable import DurableWriter
 from synckairos.audit.recovery import ReconcileReport
 from synckairos.config import ConfigError, Settings, load_settings
 from synckairos.logs import configure_logging
@@ -206,16 +207,27 @@ def _worker(args: argparse.Namespace) -> int:
 async def _node(settings: Settings) -> AsyncIterator[Node]:
     store = RedisStore.from_settings(settings)
     # Restored pending/paused sessions get their idle expiry, as on a server.
-    archive = AuditArchive(_require_database(settings))
+    database_url = _require_database(settings)
+    archive = AuditArchive(database_url)
+    # In the postgres durability level a restore is written to PostgreSQL before
+    # it counts, as on a server (not left to the worker).
+    writer = (
+        DurableWriter(database_url, budget_s=settings.durability_timeout_ms / 1000)
+        if settings.durability == "postgres"
+        else None
+    )
     node = Node(
         store,
         pending_ttl_ms=settings.pending_ttl_s * 1000,
         paused_ttl_ms=settings.paused_ttl_s * 1000,
         archive=archive,
+        audit_writer=writer,
     )
     try:
         yield node
     finally:
+        if writer is not None:
+            await writer.close()
         await archive.close()
         await store.close()
 
