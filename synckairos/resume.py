@@ -61,7 +61,7 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from synckairos.store import HistorySlice
+from synckairos.store import HistorySlice, replay_fits
 
 __all__ = [
     "FORGOTTEN",
@@ -187,18 +187,6 @@ def read_from(since: int, full: bool) -> int:
     client may claim any version; beyond every real one it gets a STATE_SYNC).
     """
     return 0 if full else min(max(since, 0), MAX_VERSION)
-
-
-def replay_fits(since: int, version: int, state_size: int, max_bytes: int | None) -> bool:
-    """True when replaying the versions after ``since`` up to ``version`` fits ``max_bytes``.
-
-    Each change carries the whole state, so the replay is estimated as
-    (missed versions) x ``state_size``, from the state alone (the store reads
-    the history only when this holds). ``max_bytes`` None: no bound.
-    """
-    if max_bytes is None:
-        return True
-    return max(version - since, 0) * state_size <= max_bytes
 
 
 class RepairRequest(msgspec.Struct, frozen=True):

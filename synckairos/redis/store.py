@@ -40,6 +40,8 @@ from synckairos.store import (
     HistorySlice,
     StoredSession,
     StoreStats,
+    history_length,
+    replay_fits,
 )
 
 __all__ = ["RedisStore"]
@@ -234,9 +236,7 @@ class RedisStore:
         least 1: one session's changes all weigh about the same (each carries
         the whole state), so this bounds the history's bytes.
         """
-        if self.history_max_bytes is None:
-            return self.history_maxlen
-        return max(1, min(self.history_maxlen, self.history_max_bytes // max(1, change_bytes)))
+        return history_length(self.history_maxlen, self.history_max_bytes, change_bytes)
 
     async def commit(self, change: Change) -> CommitResult:
         """Commit ``change`` atomically if the stored version matches.
@@ -411,8 +411,9 @@ class RedisStore:
         if state is None:
             return HistorySlice(b"", 0, "", [])
         current = HistorySlice(state, int(version), epoch.decode(), [])
-        missed = current.version - since
-        if since <= 0 or missed <= 0 or missed * len(state) > max_bytes:
+        if since <= 0 or since >= current.version:
+            return current
+        if not replay_fits(since, current.version, len(state), max_bytes):
             return current
 
         async def read() -> list[Any]:

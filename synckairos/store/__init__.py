@@ -29,7 +29,33 @@ __all__ = [
     "Store",
     "StoreStats",
     "StoredSession",
+    "history_length",
+    "replay_fits",
 ]
+
+
+def history_length(maxlen: int, max_bytes: int | None, change_bytes: int) -> int:
+    """Entries a session's history keeps after a commit of ``change_bytes`` bytes.
+
+    min(``maxlen``, ``max_bytes`` // ``change_bytes``), at least 1: one
+    session's changes all weigh about the same (each carries the whole state),
+    so this bounds the history's bytes. ``max_bytes`` None: ``maxlen`` only.
+    """
+    if max_bytes is None:
+        return maxlen
+    return max(1, min(maxlen, max_bytes // max(1, change_bytes)))
+
+
+def replay_fits(since: int, version: int, state_size: int, max_bytes: int | None) -> bool:
+    """True when replaying the versions after ``since`` up to ``version`` fits ``max_bytes``.
+
+    Each change carries the whole state, so the replay is estimated as
+    (missed versions) x ``state_size``, from the state alone (a store reads
+    the history only when this holds). ``max_bytes`` None: no bound.
+    """
+    if max_bytes is None:
+        return True
+    return max(version - since, 0) * state_size <= max_bytes
 
 
 class StoredSession(msgspec.Struct, frozen=True):

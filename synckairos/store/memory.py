@@ -38,6 +38,8 @@ from synckairos.store import (
     HistorySlice,
     StoredSession,
     StoreStats,
+    history_length,
+    replay_fits,
 )
 
 __all__ = ["MemoryStore", "OutboxEntry"]
@@ -131,9 +133,7 @@ class MemoryStore:
 
     def history_length(self, change_bytes: int) -> int:
         """Entries the history keeps after a commit of ``change_bytes`` bytes (as Redis)."""
-        if self.history_max_bytes is None:
-            return self.history_maxlen
-        return max(1, min(self.history_maxlen, self.history_max_bytes // max(1, change_bytes)))
+        return history_length(self.history_maxlen, self.history_max_bytes, change_bytes)
 
     # ------------------------------------------------------------ the contract
 
@@ -265,10 +265,12 @@ class MemoryStore:
         record = self._record(session_id)
         if record is None or record.deleted:
             return HistorySlice(b"", 0, "", [])
-        if max_bytes is not None:
-            missed = record.version - since
-            if since <= 0 or missed <= 0 or missed * len(record.state) > max_bytes:
-                return HistorySlice(record.state, record.version, record.epoch, [])
+        if max_bytes is not None and (
+            since <= 0
+            or since >= record.version
+            or not replay_fits(since, record.version, len(record.state), max_bytes)
+        ):
+            return HistorySlice(record.state, record.version, record.epoch, [])
         changes = [
             (version, change)
             for version, change, _ in record.history
